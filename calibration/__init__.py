@@ -1,0 +1,1 @@
+"""Camera and scale calibration, writing per-terminal profiles."""

@@ -1,0 +1,3 @@
+"""trayscan: the self-service checkout terminal for staff canteens."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,176 @@
+"""The one place that reads the config and wires concrete parts together.
+
+:func:`build_terminal` checks everything before it starts anything: a config that names a
+missing file, a menu with a bad price or a device type this build lacks stops the start with a
+message naming the key, and nothing runs half-configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from terminal.backend.ledger import EmbeddedLedger, LedgerError
+from terminal.config import (
+    DEMO_CARDS,
+    EmbeddedBackendConfig,
+    FakeCardReaderConfig,
+    FakeScaleConfig,
+    GroundTruthModelConfig,
+    LoadedConfig,
+    ReplayCameraConfig,
+    check_paths,
+)
+from terminal.core.menu import Menu
+from terminal.core.ports import PaymentBackend, Recogniser
+from terminal.core.pricing import WeightRules
+from terminal.core.session import CheckoutSession
+from terminal.devices.fakes import FakeCardReader, FakeScale
+from terminal.menu_file import load_menu
+from terminal.yamlmodels import FileError
+from vision.fakes import GroundTruthRecogniser
+from vision.labels import LabelError, read_class_names
+from vision.sources import FrameSource, FrameSourceError, ImageFolderSource
+
+logger = logging.getLogger(__name__)
+
+#: The demo's diners: card id -> (account id, display name).
+DEMO_ACCOUNTS = {
+    DEMO_CARDS[0]: ("E1001", "王伟"),
+    DEMO_CARDS[1]: ("E1002", "李娜"),
+    DEMO_CARDS[2]: ("E1003", "张敏"),
+}
+DEMO_MIN_BALANCE_FEN = 5_000
+DEMO_TOP_UP_FEN = 20_000
+
+
+class StartupError(RuntimeError):
+    """The terminal cannot start as configured; the message says what to fix."""
+
+
+@dataclass
+class Terminal:
+    """The wired parts of one terminal."""
+
+    loaded: LoadedConfig
+    menu: Menu
+    session: CheckoutSession
+    camera: FrameSource
+    scale: FakeScale
+    card_reader: FakeCardReader
+    recogniser: Recogniser
+    backend: PaymentBackend
+
+    def close(self) -> None:
+        self.camera.close()
+        if isinstance(self.backend, EmbeddedLedger):
+            self.backend.close()
+
+
+def _unsupported(loaded: LoadedConfig, section: str, kind: str) -> StartupError:
+    return StartupError(
+        f"{loaded.where(section, 'type')}: {section}.type: {kind!r} is not supported by this "
+        "build of trayscan yet"
+    )
+
+
+def build_terminal(
+    loaded: LoadedConfig, *, seed_demo_accounts: bool = False, check_only: bool = False
+) -> Terminal:
+    """Check the config and build every part; raises StartupError before anything starts.
+
+    With ``check_only`` nothing is written: the ledger is not created, only its folder checked.
+    """
+    problems = check_paths(loaded)
+    if problems:
+        raise StartupError("\n".join(problems))
+    config = loaded.config
+    for section, part, supported in (
+        ("camera", config.camera, ReplayCameraConfig),
+        ("scale", config.scale, FakeScaleConfig),
+        ("card_reader", config.card_reader, FakeCardReaderConfig),
+        ("backend", config.backend, EmbeddedBackendConfig),
+        ("model", config.model, GroundTruthModelConfig),
+    ):
+        if not isinstance(part, supported):
+            raise _unsupported(loaded, section, part.type)
+    if config.menu.source != "file":
+        raise StartupError(
+            f"{loaded.where('menu', 'source')}: menu.source: 'backend' needs an http backend"
+        )
+
+    try:
+        menu = load_menu(loaded.resolve(config.menu.path))
+    except FileError as exc:
+        raise StartupError(str(exc)) from None
+    tray = menu.default_tray()
+    if tray is None:
+        raise StartupError(f"{config.menu.path}: the menu lists no tableware of kind 'tray'")
+
+    assert isinstance(config.model, GroundTruthModelConfig)
+    recogniser = _ground_truth_recogniser(loaded, menu, loaded.resolve(config.model.dataset))
+
+    assert isinstance(config.camera, ReplayCameraConfig)
+    try:
+        camera = ImageFolderSource(loaded.resolve(config.camera.folder), loop=config.camera.loop)
+    except FrameSourceError as exc:
+        raise StartupError(f"{loaded.where('camera', 'folder')}: camera.folder: {exc}") from None
+
+    assert isinstance(config.scale, FakeScaleConfig)
+    scale = FakeScale(settle_readings=config.scale.settle_readings)
+    assert isinstance(config.card_reader, FakeCardReaderConfig)
+    card_reader = FakeCardReader(config.card_reader.cards)
+
+    assert isinstance(config.backend, EmbeddedBackendConfig)
+    ledger_path = loaded.resolve(config.backend.ledger)
+    if check_only:
+        ledger_path = Path(":memory:")
+    try:
+        ledger = EmbeddedLedger(ledger_path)
+    except LedgerError as exc:
+        camera.close()
+        raise StartupError(f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}") from None
+    if seed_demo_accounts:
+        seed_demo_ledger(ledger, config.card_reader.cards)
+
+    thresholds = config.thresholds
+    rules = WeightRules(
+        min_ratio=thresholds.weight_min_ratio,
+        max_ratio=thresholds.weight_max_ratio,
+        empty_tray_max_g=thresholds.empty_tray_max_g,
+    )
+    session = CheckoutSession(menu, config.terminal_id, rules=rules, tray=tray)
+    logger.info(
+        "terminal %s ready: %d dishes on the menu, model %s",
+        config.terminal_id,
+        len(menu),
+        recogniser.model_version,
+    )
+    return Terminal(loaded, menu, session, camera, scale, card_reader, recogniser, ledger)
+
+
+def _ground_truth_recogniser(
+    loaded: LoadedConfig, menu: Menu, dataset: Path
+) -> GroundTruthRecogniser:
+    try:
+        names = read_class_names(dataset)
+    except LabelError as exc:
+        raise StartupError(f"{loaded.where('model', 'dataset')}: model.dataset: {exc}") from None
+    by_class = menu.by_dataset_class()
+    class_to_dish = {i: by_class[name].id for i, name in enumerate(names) if name in by_class}
+    missing = [name for name in names if name not in by_class]
+    if missing:
+        logger.warning("dataset classes not on the menu (shown as unknown): %s", ", ".join(missing))
+    return GroundTruthRecogniser(class_to_dish)
+
+
+def seed_demo_ledger(ledger: EmbeddedLedger, cards: list[str]) -> None:
+    """Open the demo diners' accounts and keep them in credit, so the demo can run for ever."""
+    for index, card_id in enumerate(cards):
+        account_id, name = DEMO_ACCOUNTS.get(card_id, (f"E{2001 + index}", f"演示用户{index + 1}"))
+        ledger.create_account(account_id, name)
+        ledger.add_card(card_id, account_id)
+        account = ledger.account(account_id)
+        if account is not None and account.balance_fen < DEMO_MIN_BALANCE_FEN:
+            ledger.top_up(account_id, DEMO_TOP_UP_FEN)

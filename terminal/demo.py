@@ -1,0 +1,246 @@
+"""The headless demo: replayed trays, a simulated scale and card taps, real checkouts.
+
+Each replayed photo is one diner: the tray arrives, the fake scale is loaded with a believable
+weight (tray and tableware tares plus each dish's nominal portion, varied per tray), the
+recogniser names the dishes, the session prices the tray, a demo card is tapped and charged in
+the ledger, and the tray leaves. One JSON line per checkout goes to the output, built from the
+session's events the way a screen would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from terminal.app import Terminal
+from terminal.core.ports import PaymentDeclinedError
+from terminal.core.pricing import PricedTray
+from terminal.core.session import (
+    CheckoutEvent,
+    CheckoutState,
+    Paid,
+    PaymentDeclined,
+    PaymentRequested,
+    Posted,
+    TrayHeld,
+    TrayRecognised,
+    TrayRemoved,
+)
+from vision.types import Frame, TrayRecognition
+
+logger = logging.getLogger(__name__)
+
+
+def mask_card(card_id: str) -> str:
+    """Show a card id the way a receipt does: first and last two characters."""
+    if len(card_id) <= 4:
+        return "*" * len(card_id)
+    return f"{card_id[:4]}{'*' * (len(card_id) - 6)}{card_id[-2:]}"
+
+
+def simulated_gross_g(terminal: Terminal, recognition: TrayRecognition, tray_name: str) -> int:
+    """A believable gross weight for a replayed tray, the same every run for the same photo."""
+    rng = random.Random(zlib.crc32(tray_name.encode()))
+    menu = terminal.menu
+    tray = terminal.session.tray
+    gross = tray.tare_g if tray is not None else 0
+    for dish in recognition.dishes:
+        if dish.dish_id is None or dish.dish_id not in menu:
+            gross += rng.randint(60, 150)
+            continue
+        item = menu.item(dish.dish_id)
+        gross += round(item.portion_g * rng.uniform(0.85, 1.15))
+        if item.tableware is not None:
+            gross += menu.tableware_type(item.tableware).tare_g
+    return gross
+
+
+@dataclass
+class CheckoutRecord:
+    """What one checkout looked like from the outside, collected from the session's events."""
+
+    tray: str
+    checkout_id: str = ""
+    recognition: TrayRecognition | None = None
+    priced: PricedTray | None = None
+    holds: list[str] = field(default_factory=list)
+    payment: dict[str, Any] | None = None
+    declined: list[str] = field(default_factory=list)
+    transaction_id: str | None = None
+    status: str = "started"
+
+    def to_json(self, language: str) -> dict[str, Any]:
+        priced = self.priced
+        dishes = []
+        if priced is not None:
+            for line in priced.lines:
+                dishes.append(
+                    {
+                        "id": line.item_id,
+                        "name": line.name_en,
+                        "name_zh": line.name_zh,
+                        "pricing": line.pricing.value,
+                        "unit_price_fen": line.unit_price_fen,
+                        "grams": line.grams,
+                        "price_fen": line.price_fen,
+                    }
+                )
+        nutrition = priced.nutrition.rounded() if priced else None
+        return {
+            "tray": self.tray,
+            "checkout_id": self.checkout_id,
+            "dishes": dishes,
+            "gross_g": priced.gross_g if priced else None,
+            "net_g": priced.net_g if priced else None,
+            "total_fen": priced.total_fen if priced else 0,
+            "kcal": nutrition.kcal if nutrition else 0,
+            "nutrition": {
+                "kcal": nutrition.kcal,
+                "protein_g": nutrition.protein_g,
+                "fat_g": nutrition.fat_g,
+                "carbohydrate_g": nutrition.carbohydrate_g,
+            }
+            if nutrition
+            else None,
+            "payment": self.payment,
+            "transaction_id": self.transaction_id,
+            "status": self.status,
+            "holds": self.holds,
+            "declined": self.declined,
+            "model": self.recognition.model_version if self.recognition else None,
+        }
+
+
+class HeadlessDemo:
+    """Runs replayed checkouts through a terminal built by :func:`terminal.app.build_terminal`.
+
+    Args:
+        terminal: the wired terminal (fake scale and card reader, replay camera).
+        out: where the JSON lines go.
+        interval_s: pause between trays, so a person can follow along.
+    """
+
+    def __init__(self, terminal: Terminal, out: TextIO, *, interval_s: float = 0.0) -> None:
+        self.terminal = terminal
+        self.out = out
+        self.interval_s = interval_s
+        self.language = terminal.loaded.config.language
+        self._record: CheckoutRecord | None = None
+        terminal.session.subscribe(self._on_event)
+        self.counts: dict[str, int] = {}
+
+    def run(self, max_trays: int | None = None) -> dict[str, int]:
+        """Check out trays until the camera runs dry or ``max_trays`` is reached."""
+        done = 0
+        while max_trays is None or done < max_trays:
+            frame = self.terminal.camera.read()
+            if frame is None:
+                break
+            if done and self.interval_s > 0:
+                time.sleep(self.interval_s)
+            record = self.checkout(frame)
+            self.counts[record.status] = self.counts.get(record.status, 0) + 1
+            done += 1
+        return self.counts
+
+    def checkout(self, frame: Frame) -> CheckoutRecord:
+        """One diner, from tray down to tray gone; returns the record printed for it."""
+        terminal, session = self.terminal, self.terminal.session
+        record = self._record = CheckoutRecord(tray=Path(frame.source).name)
+        session.tray_arrived()
+        recognition: TrayRecognition | None = None
+        error = ""
+        try:
+            recognition = terminal.recogniser.recognise(frame)
+        except Exception as exc:  # any recogniser failure goes to the cashier
+            logger.exception("recognition failed on %s", record.tray)
+            error = f"{type(exc).__name__}: {exc}"
+        gross = simulated_gross_g(terminal, recognition, record.tray) if recognition else 0
+        terminal.scale.place(gross)
+        session.tray_settled(terminal.scale.read_stable().gross_g)
+        if recognition is None:
+            session.recognition_failed(error)
+        else:
+            session.recognised(recognition)
+        if session.state is CheckoutState.AWAITING_PAYMENT:
+            self._pay()
+        terminal.scale.remove()
+        session.tray_removed()
+        self.out.write(json.dumps(record.to_json(self.language), ensure_ascii=False) + "\n")
+        self.out.flush()
+        return record
+
+    def _pay(self) -> None:
+        terminal, session = self.terminal, self.terminal.session
+        terminal.card_reader.tap_next()
+        tap = terminal.card_reader.poll()
+        assert tap is not None
+        request = session.start_payment("card", tap.card_id)
+        account = terminal.backend.lookup_card(tap.card_id)
+        if account is None:
+            session.payment_declined(f"card {mask_card(tap.card_id)} is not registered")
+            return
+        try:
+            receipt = terminal.backend.charge(request, account.account_id)
+        except PaymentDeclinedError as exc:
+            session.payment_declined(exc.reason)
+            return
+        session.payment_approved(receipt)
+        # The embedded ledger is the backend: the charge is posted once it is committed.
+        session.posted(receipt.transaction_id)
+        if self._record is not None and self._record.payment is not None:
+            self._record.payment["account_name"] = account.display_name
+
+    def _on_event(self, event: CheckoutEvent) -> None:
+        record = self._record
+        if record is None:
+            return
+        record.checkout_id = event.checkout_id or record.checkout_id
+        if isinstance(event, TrayRecognised):
+            record.recognition = event.recognition
+            record.priced = event.priced
+        elif isinstance(event, TrayHeld):
+            record.priced = event.priced or record.priced
+            record.holds = [str(h) for h in event.holds]
+            record.status = "held"
+        elif isinstance(event, PaymentRequested):
+            record.priced = event.priced
+            record.status = "awaiting_payment"
+        elif isinstance(event, PaymentDeclined):
+            record.declined.append(event.reason)
+            record.status = "declined"
+        elif isinstance(event, Paid):
+            receipt = event.receipt
+            record.transaction_id = receipt.transaction_id
+            request = self.terminal.session.payment_request
+            record.payment = {
+                "method": receipt.method,
+                "card": mask_card(request.credential) if request else None,
+                "account": receipt.account_id,
+                "amount_fen": receipt.amount_fen,
+                "balance_after_fen": receipt.balance_after_fen,
+                "offline": receipt.offline,
+            }
+            record.status = "paid"
+        elif isinstance(event, Posted):
+            if event.transaction_id == record.transaction_id:
+                record.status = "posted"
+        elif (
+            isinstance(event, TrayRemoved)
+            and not event.charged
+            and record.status
+            in (
+                "awaiting_payment",
+                "started",
+            )
+        ):
+            record.status = "abandoned"
+
+
+__all__ = ["CheckoutRecord", "HeadlessDemo", "mask_card", "simulated_gross_g"]

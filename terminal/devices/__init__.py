@@ -1,0 +1,1 @@
+"""Device drivers (scales, card readers, face matcher) and their shipped fakes."""
