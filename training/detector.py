@@ -1,0 +1,224 @@
+"""Training the dish detector with ultralytics, offline, on the CPU or a GPU, and exporting ONNX.
+
+We wrap ultralytics, we do not fork it: the model is a YAML in ``training/models``, our fixes to
+the pretrained backbone go through its callbacks.
+
+The two fixes an ImageNet backbone needs inside YOLO:
+
+- YOLO feeds RGB scaled to 0..1 without ImageNet's mean/std normalisation; folding that
+  normalisation into the backbone's first convolution (and its BatchNorm's running mean) makes the
+  pretrained features come out as torchvision computes them.
+- Ultralytics sets every BatchNorm's eps to 1e-3 when it builds a model; torchvision's weights were
+  trained with 1e-5.
+Both are applied once, when a fresh model is built, and marked so a resumed run does not repeat them.
+The first blocks of the backbone stay frozen (their BatchNorm statistics too): on a few hundred
+photos they only lose what ImageNet taught them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.offline import setup_offline, use_all_cores
+
+logger = logging.getLogger(__name__)
+
+MODELS = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS / "dish-mnv2-yolo11n.yaml"
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+FROZEN_BACKBONE_BLOCKS = 4
+
+
+@dataclass(frozen=True)
+class DetectorRun:
+    """Where a finished training run left its results."""
+
+    run_dir: Path
+    best_pt: Path
+    onnx: Path | None
+    metrics: dict[str, float]
+
+
+def _torchvision_backbone(model: Any) -> Any | None:
+    """The TorchVision module of a YOLO model built from our YAML, or None."""
+    from ultralytics.nn.modules.block import TorchVision
+
+    layers = getattr(model, "model", None)
+    if layers is None or not len(layers):
+        return None
+    first = layers[0]
+    return first if isinstance(first, TorchVision) else None
+
+
+def fold_imagenet_normalisation(model: Any) -> bool:
+    """Fold ImageNet mean/std into the backbone's first conv and restore BatchNorm eps 1e-5.
+
+    Returns True when applied, False when there is no torchvision backbone or it was done before.
+    """
+    import torch
+    from torch import nn
+
+    backbone = _torchvision_backbone(model)
+    if backbone is None or getattr(backbone, "trayscan_normalisation_folded", False):
+        return False
+    stem = backbone.m[0]  # Conv2dNormActivation: Conv2d(3, 32, 3, stride 2, no bias), BN, ReLU6
+    conv, bn = stem[0], stem[1]
+    with torch.no_grad():
+        mean = torch.tensor(IMAGENET_MEAN_RGB, dtype=conv.weight.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD_RGB, dtype=conv.weight.dtype).view(1, 3, 1, 1)
+        conv.weight.div_(std)
+        shift = (conv.weight * mean).sum(dim=(1, 2, 3))
+        bn.running_mean.add_(shift.to(bn.running_mean.dtype))
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = 1e-5
+    backbone.trayscan_normalisation_folded = True
+    return True
+
+
+def _frozen_modules(model: Any) -> list[Any]:
+    backbone = _torchvision_backbone(model)
+    return list(backbone.m[:FROZEN_BACKBONE_BLOCKS]) if backbone is not None else []
+
+
+def _freeze_early_blocks(model: Any) -> None:
+    for block in _frozen_modules(model):
+        for parameter in block.parameters():
+            parameter.requires_grad = False
+
+
+def _keep_frozen_statistics(model: Any) -> None:
+    from torch import nn
+
+    for block in _frozen_modules(model):
+        for module in block.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+
+
+def _on_pretrain_routine_start(trainer: Any) -> None:
+    threads = use_all_cores()
+    logger.info("training on %s with %d CPU threads", trainer.device, threads)
+
+
+def _on_pretrain_routine_end(trainer: Any) -> None:
+    models = [trainer.model]
+    if getattr(trainer, "ema", None) is not None:
+        models.append(trainer.ema.ema)
+    for model in models:
+        if fold_imagenet_normalisation(model):
+            logger.info("folded ImageNet normalisation into the backbone's first conv")
+        _freeze_early_blocks(model)
+
+
+def _on_train_epoch_start(trainer: Any) -> None:
+    use_all_cores()
+    _keep_frozen_statistics(trainer.model)
+
+
+def train_detector(
+    data: Path,
+    out: Path,
+    *,
+    home: Path,
+    model_yaml: Path = DEFAULT_MODEL,
+    imgsz: int = 384,
+    epochs: int = 60,
+    hours: float | None = None,
+    batch: int = 16,
+    name: str = "detector",
+    device: str = "cpu",
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    export: bool = True,
+) -> DetectorRun:
+    """Train a detector on a YOLO dataset and export its best weights to ONNX.
+
+    Args:
+        data: the dataset YAML.
+        out: the folder runs are written under.
+        home: the project home, for the offline caches.
+        model_yaml: the model description (or a ``.pt`` to fine-tune).
+        imgsz: training and export image size.
+        epochs: epochs to train (``hours`` overrides it).
+        hours: wall-clock budget; ultralytics fits the schedule into it.
+        batch: batch size.
+        name: the run's folder name under ``out``.
+        device: "cpu", or a CUDA device index.
+        resume: continue the run's last checkpoint.
+        overrides: more ultralytics training settings (from a YAML file of the data staff).
+        export: export the best weights to ONNX at the end.
+    """
+    setup_offline(home)
+    from ultralytics import YOLO
+
+    run_dir = out / name
+    if resume:
+        model = YOLO(str(run_dir / "weights" / "last.pt"))
+    else:
+        model = YOLO(str(model_yaml), task="detect")
+    model.add_callback("on_pretrain_routine_start", _on_pretrain_routine_start)
+    model.add_callback("on_pretrain_routine_end", _on_pretrain_routine_end)
+    model.add_callback("on_train_epoch_start", _on_train_epoch_start)
+    settings: dict[str, Any] = {
+        "data": str(data),
+        "imgsz": imgsz,
+        "epochs": epochs,
+        "batch": batch,
+        "device": device,
+        "workers": 2,
+        "project": str(out.resolve()),
+        "name": name,
+        "exist_ok": True,
+        "pretrained": False,
+        "plots": False,
+        "patience": 1000,
+        "close_mosaic": 5,
+        "cache": "ram",
+        "seed": 0,
+        "deterministic": False,
+        "amp": device != "cpu",
+        "verbose": True,
+    }
+    if hours is not None:
+        settings["time"] = hours
+    settings.update(overrides or {})
+    if resume:
+        model.train(resume=True)
+    else:
+        model.train(**settings)
+    best = run_dir / "weights" / "best.pt"
+    metrics = _read_metrics(run_dir)
+    onnx = export_detector(best, imgsz=imgsz, home=home) if export else None
+    return DetectorRun(run_dir, best, onnx, metrics)
+
+
+def _read_metrics(run_dir: Path) -> dict[str, float]:
+    import csv
+
+    results = run_dir / "results.csv"
+    if not results.exists():
+        return {}
+    with results.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: float(r.get("metrics/mAP50-95(B)", 0) or 0))
+    return {k.strip(): float(v) for k, v in best.items() if v not in ("", None)}
+
+
+def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:
+    """Export detector weights to ONNX (static 1x3xSxS input, no NMS: we do NMS in numpy)."""
+    setup_offline(home)
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    exported = model.export(format="onnx", imgsz=imgsz, opset=17, simplify=True, dynamic=False, nms=False)
+    target = weights.with_name("detector.onnx")
+    shutil.move(str(exported), target)
+    return target
