@@ -14,6 +14,7 @@ from pathlib import Path
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.config import (
     DEMO_CARDS,
+    BundleModelConfig,
     EmbeddedBackendConfig,
     FakeCardReaderConfig,
     FakeScaleConfig,
@@ -29,8 +30,10 @@ from terminal.core.session import CheckoutSession
 from terminal.devices.fakes import FakeCardReader, FakeScale
 from terminal.menu_file import load_menu
 from terminal.yamlmodels import FileError
+from vision.bundle import BundleError, BundleStore, verify_bundle
 from vision.fakes import GroundTruthRecogniser
 from vision.labels import LabelError, read_class_names
+from vision.recogniser import BundleRecogniser, SwappableRecogniser
 from vision.sources import FrameSource, FrameSourceError, ImageFolderSource
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class Terminal:
     card_reader: FakeCardReader
     recogniser: Recogniser
     backend: PaymentBackend
+    truth: GroundTruthRecogniser | None = None
 
     def close(self) -> None:
         self.camera.close()
@@ -86,12 +90,13 @@ def build_terminal(
     if problems:
         raise StartupError("\n".join(problems))
     config = loaded.config
+    supported: type | tuple[type, ...]
     for section, part, supported in (
         ("camera", config.camera, ReplayCameraConfig),
         ("scale", config.scale, FakeScaleConfig),
         ("card_reader", config.card_reader, FakeCardReaderConfig),
         ("backend", config.backend, EmbeddedBackendConfig),
-        ("model", config.model, GroundTruthModelConfig),
+        ("model", config.model, (GroundTruthModelConfig, BundleModelConfig)),
     ):
         if not isinstance(part, supported):
             raise _unsupported(loaded, section, part.type)
@@ -108,8 +113,8 @@ def build_terminal(
     if tray is None:
         raise StartupError(f"{config.menu.path}: the menu lists no tableware of kind 'tray'")
 
-    assert isinstance(config.model, GroundTruthModelConfig)
-    recogniser = _ground_truth_recogniser(loaded, menu, loaded.resolve(config.model.dataset))
+    recogniser = _recogniser(loaded, menu, check_only=check_only)
+    truth = _replay_truth(loaded, menu)
 
     assert isinstance(config.camera, ReplayCameraConfig)
     try:
@@ -147,7 +152,40 @@ def build_terminal(
         len(menu),
         recogniser.model_version,
     )
-    return Terminal(loaded, menu, session, camera, scale, card_reader, recogniser, ledger)
+    return Terminal(loaded, menu, session, camera, scale, card_reader, recogniser, ledger, truth)
+
+
+def _recogniser(loaded: LoadedConfig, menu: Menu, *, check_only: bool) -> Recogniser:
+    model = loaded.config.model
+    if isinstance(model, GroundTruthModelConfig):
+        return _ground_truth_recogniser(loaded, menu, loaded.resolve(model.dataset))
+    assert isinstance(model, BundleModelConfig)
+    source = loaded.resolve(model.path)
+    try:
+        bundle = verify_bundle(source)
+        if check_only:
+            return BundleRecogniser(bundle, threads=model.threads)
+        store = BundleStore(loaded.resolve(model.store))
+        if bundle.version not in store.versions():
+            store.install(source)
+        recogniser = SwappableRecogniser(store, threads=model.threads)
+    except BundleError as exc:
+        raise StartupError(f"{loaded.where('model', 'path')}: model.path: {exc}") from None
+    not_on_menu = sorted(set(recogniser.active.gallery.dishes()) - {item.id for item in menu})
+    if not_on_menu:
+        logger.warning("dishes the model knows but today's menu lacks: %s", ", ".join(not_on_menu))
+    return recogniser
+
+
+def _replay_truth(loaded: LoadedConfig, menu: Menu) -> GroundTruthRecogniser | None:
+    """The labels beside replayed photos: the demo weighs and fixes trays by them."""
+    camera = loaded.config.camera
+    if not isinstance(camera, ReplayCameraConfig):
+        return None
+    dataset = loaded.resolve(camera.folder).parent / "dataset.yaml"
+    if not dataset.is_file():
+        return None
+    return _ground_truth_recogniser(loaded, menu, dataset)
 
 
 def _ground_truth_recogniser(

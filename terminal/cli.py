@@ -83,6 +83,128 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(data: object) -> None:
+    import json
+
+    print(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def cmd_gallery_add(args: argparse.Namespace) -> int:
+    """Add references to a bundle's gallery, from a labelled dataset or single-dish photos."""
+    import time
+
+    from vision.bundle import BundleError, verify_bundle
+    from vision.datasets import DatasetError, read_dataset
+    from vision.recogniser import BundleRecogniser
+    from vision.references import (
+        add_references,
+        class_to_dish_from_bundle,
+        dish_id_for,
+        references_from_dataset,
+        references_from_photos,
+    )
+
+    if (args.dataset is None) == (args.photos is None):
+        print(
+            "trayscan gallery add: give either --dataset D or --dish NAME --photos DIR",
+            file=sys.stderr,
+        )
+        return 2
+    if args.photos is not None and not args.dish:
+        print("trayscan gallery add: --photos needs --dish NAME", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        bundle = verify_bundle(args.bundle)
+        recogniser = BundleRecogniser(bundle, threads=args.threads)
+        embedder = recogniser.identifier.embedder
+        if args.dataset is not None:
+            dataset = read_dataset(args.dataset, args.format, args.split)
+            references = references_from_dataset(
+                dataset,
+                embedder,
+                class_to_dish=class_to_dish_from_bundle(bundle.dishes),
+                max_per_class=args.max_per_class,
+            )
+            origin = "dataset"
+        else:
+            dish = dish_id_for(args.dish)
+            references = references_from_photos(args.photos, dish, recogniser.detector, embedder)
+            origin = "photos"
+        names = (
+            {dish_id_for(args.dish): (args.name_zh or args.dish, args.dish)} if args.dish else None
+        )
+        update = add_references(bundle, references, names=names, origin=origin)
+    except (BundleError, DatasetError, ValueError) as exc:
+        print(f"trayscan gallery add: {exc}", file=sys.stderr)
+        return 1
+    _print_json(
+        {
+            "bundle": str(args.bundle),
+            "version": update.version,
+            "added": update.added,
+            "new_dishes": update.new_dishes,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score a bundle on a labelled dataset."""
+    from vision.bundle import BundleError
+    from vision.datasets import DatasetError
+    from vision.eval_runner import evaluate_bundle
+
+    try:
+        result = evaluate_bundle(
+            args.bundle,
+            args.dataset,
+            format=args.format,
+            split=args.split,
+            few_shot=args.few_shot,
+            threads=args.threads,
+            limit=args.limit,
+        )
+    except (BundleError, DatasetError, ValueError) as exc:
+        print(f"trayscan eval: {exc}", file=sys.stderr)
+        return 1
+    _print_json(result)
+    return 0
+
+
+def cmd_bench_recognise(args: argparse.Namespace) -> int:
+    """Time recognition and print the figures."""
+    from vision.benchmark import bench_recognise
+    from vision.bundle import BundleError
+
+    try:
+        result = bench_recognise(args.bundle, args.images, rounds=args.rounds)
+    except (BundleError, ValueError) as exc:
+        print(f"trayscan bench recognise: {exc}", file=sys.stderr)
+        return 1
+    _print_json(result)
+    return 0
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    """Verify a bundle folder and load its models."""
+    from vision.bundle import BundleError
+    from vision.recogniser import BundleRecogniser
+
+    try:
+        recogniser = BundleRecogniser.from_path(args.bundle, threads=1)
+    except BundleError as exc:
+        print(f"trayscan bundle verify: {exc}", file=sys.stderr)
+        return 1
+    gallery = recogniser.gallery
+    print(
+        f"{args.bundle}: OK (version {recogniser.model_version}, {len(gallery.dishes())} dishes, "
+        f"{len(gallery)} references)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trayscan",
@@ -119,6 +241,59 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate-config", help="check a terminal config file")
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=cmd_validate_config)
+
+    from terminal.config import trayscan_home
+
+    home = trayscan_home()
+    default_bundle = home / "assets" / "models" / "default"
+    sample_images = home / "datasets" / "vn-canteen-trays-sample" / "images"
+
+    gallery = sub.add_parser("gallery", help="grow a model bundle's gallery without retraining")
+    gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    add = gallery_sub.add_parser(
+        "add", help="add references from a labelled dataset or a folder of single-dish photos"
+    )
+    add.add_argument("--bundle", type=Path, required=True, help="the bundle folder to change")
+    add.add_argument("--dataset", type=Path, help="YOLO dataset YAML, VOC folder or COCO JSON")
+    add.add_argument("--format", choices=["yolo", "voc", "coco"], help="dataset format (auto)")
+    add.add_argument("--split", help="which split of a YOLO dataset YAML (default test, else val)")
+    add.add_argument("--max-per-class", type=int, help="take at most N boxes per class")
+    add.add_argument("--dish", help="the dish the photos show (new dishes are added to the menu)")
+    add.add_argument("--name-zh", help="Chinese name of a new dish")
+    add.add_argument("--photos", type=Path, help="folder of photos of one dish")
+    add.add_argument("--threads", type=int, default=2)
+    add.set_defaults(func=cmd_gallery_add)
+
+    evaluate = sub.add_parser("eval", help="score a model bundle on a labelled dataset (JSON)")
+    evaluate.add_argument("--bundle", type=Path, default=default_bundle)
+    evaluate.add_argument("--dataset", type=Path, required=True)
+    evaluate.add_argument("--format", choices=["yolo", "voc", "coco"])
+    evaluate.add_argument(
+        "--split", help="which split of a YOLO dataset YAML (default test, else val)"
+    )
+    evaluate.add_argument(
+        "--few-shot",
+        type=int,
+        metavar="K",
+        help="use the dataset as a new menu: a gallery of K boxes per class, scored on the rest",
+    )
+    evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.add_argument("--limit", type=int, help="score only the first N images")
+    evaluate.set_defaults(func=cmd_eval)
+
+    bench = sub.add_parser("bench", help="benchmarks that print their figures (JSON)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    recognise = bench_sub.add_parser("recognise", help="recognition latency and peak memory")
+    recognise.add_argument("--bundle", type=Path, default=default_bundle)
+    recognise.add_argument("--images", type=Path, default=sample_images)
+    recognise.add_argument("--rounds", type=int, default=5)
+    recognise.set_defaults(func=cmd_bench_recognise)
+
+    bundle = sub.add_parser("bundle", help="model bundles")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    verify = bundle_sub.add_parser("verify", help="check a bundle's hashes and load its models")
+    verify.add_argument("bundle", type=Path)
+    verify.set_defaults(func=cmd_bundle_verify)
     return parser
 
 

@@ -168,10 +168,15 @@ class GroundTruthModelConfig(StrictModel):
 
 
 class BundleModelConfig(StrictModel):
-    """A model bundle folder: detector, identifier and gallery."""
+    """A model bundle folder (detector, identifier, gallery), installed into ``store`` at start.
 
-    type: Literal["bundle"]
-    path: str
+    The store keeps the bundle in use and the one before it, for rollback.
+    """
+
+    type: Literal["bundle"] = "bundle"
+    path: str = "assets/models/default"
+    store: str = "var/models"
+    threads: int = Field(default=2, ge=1, le=16)
 
 
 ModelConfig = Annotated[GroundTruthModelConfig | BundleModelConfig, Field(discriminator="type")]

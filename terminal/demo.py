@@ -74,6 +74,7 @@ class CheckoutRecord:
     declined: list[str] = field(default_factory=list)
     transaction_id: str | None = None
     status: str = "started"
+    cashier_fixed: bool = False
 
     def to_json(self, language: str) -> dict[str, Any]:
         priced = self.priced
@@ -112,6 +113,13 @@ class CheckoutRecord:
             "transaction_id": self.transaction_id,
             "status": self.status,
             "holds": self.holds,
+            "cashier_fixed": self.cashier_fixed,
+            "recognised": [
+                {"id": d.dish_id, "status": d.status.value, "score": round(d.score, 3)}
+                for d in self.recognition.dishes
+            ]
+            if self.recognition
+            else [],
             "declined": self.declined,
             "model": self.recognition.model_version if self.recognition else None,
         }
@@ -161,13 +169,20 @@ class HeadlessDemo:
         except Exception as exc:  # any recogniser failure goes to the cashier
             logger.exception("recognition failed on %s", record.tray)
             error = f"{type(exc).__name__}: {exc}"
-        gross = simulated_gross_g(terminal, recognition, record.tray) if recognition else 0
+        # The scale weighs what is really on the tray: the photo's labels when there are any.
+        truth = terminal.truth.recognise(frame) if terminal.truth is not None else None
+        weighed = truth or recognition
+        gross = simulated_gross_g(terminal, weighed, record.tray) if weighed else 0
         terminal.scale.place(gross)
         session.tray_settled(terminal.scale.read_stable().gross_g)
         if recognition is None:
             session.recognition_failed(error)
         else:
             session.recognised(recognition)
+        if session.state is CheckoutState.HELD and truth is not None:
+            # The demo's cashier looks at the tray and confirms the dishes really on it.
+            session.resolve([d.dish_id for d in truth.dishes if d.dish_id is not None])
+            record.cashier_fixed = True
         if session.state is CheckoutState.AWAITING_PAYMENT:
             self._pay()
         terminal.scale.remove()
@@ -207,7 +222,7 @@ class HeadlessDemo:
             record.priced = event.priced
         elif isinstance(event, TrayHeld):
             record.priced = event.priced or record.priced
-            record.holds = [str(h) for h in event.holds]
+            record.holds.extend(str(h) for h in event.holds)
             record.status = "held"
         elif isinstance(event, PaymentRequested):
             record.priced = event.priced

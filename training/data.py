@@ -30,7 +30,7 @@ _ROBOFLOW_SUFFIX = re.compile(r"(_(jpe?g|png|webp|bmp))?\.rf\.[0-9a-f]+$", re.IG
 
 
 def source_name(image: Path) -> str:
-    """The photo a Roboflow export file came from: ``IMG_1734_jpg.rf.6dd7...jpg`` -> ``IMG_1734``."""
+    """The photo a Roboflow export file came from: ``IMG_1734_jpg.rf.6dd7.jpg`` -> ``IMG_1734``."""
     return _ROBOFLOW_SUFFIX.sub("", image.stem)
 
 
@@ -84,7 +84,9 @@ class Split:
     val: list[Path]
 
 
-def split_by_source(images: Sequence[Path], val_fraction: float = 0.15, seed: str = "trayscan") -> Split:
+def split_by_source(
+    images: Sequence[Path], val_fraction: float = 0.15, seed: str = "trayscan"
+) -> Split:
     """Split so that near-duplicates stay on one side; deterministic for a given ``seed``."""
     groups = group_near_duplicates(images)
     train, val = [], []
@@ -94,7 +96,10 @@ def split_by_source(images: Sequence[Path], val_fraction: float = 0.15, seed: st
         (val if digest[0] / 255.0 < val_fraction else train).append(image)
     logger.info(
         "split %d images in %d groups: %d train, %d val",
-        len(images), len(set(groups)), len(train), len(val),
+        len(images),
+        len(set(groups)),
+        len(train),
+        len(val),
     )
     return Split(train, val)
 
@@ -140,8 +145,13 @@ def write_yolo_dataset(
     dataset_yaml = out / "dataset.yaml"
     dataset_yaml.write_text(
         yaml.safe_dump(
-            {"path": str(out.resolve()), "train": "train/images", "val": "val/images",
-             "nc": len(names), "names": names},
+            {
+                "path": str(out.resolve()),
+                "train": "train/images",
+                "val": "val/images",
+                "nc": len(names),
+                "names": names,
+            },
             allow_unicode=True,
             sort_keys=False,
         ),
@@ -169,7 +179,9 @@ def prepare_detector_dataset(
     train_dir = root / data["train"]
     images = list_images(train_dir)
     split = split_by_source(images, val_fraction)
-    return write_yolo_dataset(out, split, read_class_names(source_yaml), class_agnostic=class_agnostic)
+    return write_yolo_dataset(
+        out, split, read_class_names(source_yaml), class_agnostic=class_agnostic
+    )
 
 
 def iter_images(folders: Iterable[Path]) -> Iterable[Path]:

@@ -10,7 +10,8 @@ The two fixes an ImageNet backbone needs inside YOLO:
   pretrained features come out as torchvision computes them.
 - Ultralytics sets every BatchNorm's eps to 1e-3 when it builds a model; torchvision's weights were
   trained with 1e-5.
-Both are applied once, when a fresh model is built, and marked so a resumed run does not repeat them.
+Both are applied once, when a fresh model is built, and marked so a resumed run does not
+repeat them.
 The first blocks of the backbone stay frozen (their BatchNorm statistics too): on a few hundred
 photos they only lose what ImageNet taught them.
 """
@@ -218,7 +219,9 @@ def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
-    exported = model.export(format="onnx", imgsz=imgsz, opset=17, simplify=True, dynamic=False, nms=False)
+    exported = model.export(
+        format="onnx", imgsz=imgsz, opset=17, simplify=True, dynamic=False, nms=False
+    )
     target = weights.with_name("detector.onnx")
     shutil.move(str(exported), target)
     return target

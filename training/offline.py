@@ -53,7 +53,9 @@ def _seed_torch_hub(torch_home: Path) -> Path | None:
 def setup_offline(home: Path) -> None:
     """Set the environment for offline training. Call before importing ultralytics."""
     if "ultralytics" in sys.modules:
-        logger.warning("ultralytics was imported before setup_offline(); its settings may be online")
+        logger.warning(
+            "ultralytics was imported before setup_offline(); its settings may be online"
+        )
     cache = project_cache(home)
     config_dir = cache / "ultralytics"
     torch_home = cache / "torch"

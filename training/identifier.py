@@ -1,0 +1,374 @@
+"""Fine-tuning the identifier's backbone on dish crops, and exporting its embedding to ONNX.
+
+The identifier names a dish by comparing the embedding of its crop with a gallery of reference
+embeddings, so a new dish needs photos, not training. Frozen ImageNet features name only about two
+thirds of the canteen's dishes, so the backbone is fine-tuned on the crops of the labelled trays
+with a cosine classifier: the class weights and the embeddings are both L2-normalised, which trains
+exactly the geometry the gallery's cosine matching uses. The classifier is thrown away at export;
+only the pooled 1280-d embedding goes into the bundle.
+
+Dishes the fine-tuning never saw must still match at least as well as with the plain ImageNet
+backbone: :func:`gallery_top1` measures both on a held-out cuisine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from training.offline import setup_offline, use_all_cores
+from vision.labels import label_path_for, read_yolo_labels
+
+if TYPE_CHECKING:
+    from vision.datasets import LabelledDataset
+
+logger = logging.getLogger(__name__)
+
+INPUT_SIZE = 224
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    """One dish crop (BGR) with its class name and the image it came from (compared by identity)."""
+
+    image: np.ndarray
+    class_name: str
+    source: str
+
+
+def crop_box(image: np.ndarray, box: Sequence[float], pad_fraction: float = 0.05) -> np.ndarray:
+    """The box's pixels with a small margin, clipped to the image, never empty."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    pad_x, pad_y = (x2 - x1) * pad_fraction, (y2 - y1) * pad_fraction
+    left = int(max(0, min(width - 2, math.floor(x1 - pad_x))))
+    top = int(max(0, min(height - 2, math.floor(y1 - pad_y))))
+    right = int(min(width, max(left + 2, math.ceil(x2 + pad_x))))
+    bottom = int(min(height, max(top + 2, math.ceil(y2 + pad_y))))
+    return image[top:bottom, left:right]
+
+
+def dataset_crops(dataset: LabelledDataset, images: set[str] | None = None) -> list[Crop]:
+    """Every labelled object of ``dataset`` as a crop (optionally only the named image files)."""
+    crops = []
+    for labelled in dataset.images:
+        if images is not None and labelled.path.name not in images:
+            continue
+        image = cv2.imread(str(labelled.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {labelled.path}")
+        for obj in labelled.objects:
+            crops.append(Crop(crop_box(image, obj.box_xyxy), obj.class_name, labelled.path.name))
+    return crops
+
+
+def yolo_crops(images: Sequence[Path], class_names: Sequence[str]) -> list[Crop]:
+    """Crops of every object of YOLO-labelled images (labels beside them in ``labels/``)."""
+    crops = []
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {path}")
+        label_file = label_path_for(path)
+        if not label_file.exists():
+            continue
+        height, width = image.shape[:2]
+        for box in read_yolo_labels(label_file, width, height):
+            crops.append(Crop(crop_box(image, box.box_xyxy), class_names[box.class_id], path.name))
+    return crops
+
+
+def _to_tensor(crop: np.ndarray, size: int = INPUT_SIZE) -> Any:
+    import torch
+
+    rgb = cv2.cvtColor(
+        cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB
+    )
+    array = (rgb.astype(np.float32) / 255.0 - np.array(MEAN, np.float32)) / np.array(
+        STD, np.float32
+    )
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def _augment(crop: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Random resized crop, flips, a small rotation and lighting change: what trays vary by."""
+    height, width = crop.shape[:2]
+    scale = rng.uniform(0.6, 1.0)
+    new_w, new_h = max(2, int(width * math.sqrt(scale))), max(2, int(height * math.sqrt(scale)))
+    x0, y0 = rng.randint(0, width - new_w), rng.randint(0, height - new_h)
+    out = crop[y0 : y0 + new_h, x0 : x0 + new_w]
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    if rng.random() < 0.3:
+        out = out[::-1, :]
+    angle = rng.uniform(-15, 15)
+    matrix = cv2.getRotationMatrix2D((out.shape[1] / 2, out.shape[0] / 2), angle, 1.0)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(out),
+        matrix,
+        (out.shape[1], out.shape[0]),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+class EmbeddingNet:
+    """MobileNetV2 features + global average pooling: the embedding the bundle exports."""
+
+    @staticmethod
+    def build(pretrained: bool = True) -> Any:
+        import torch
+        import torchvision
+
+        weights = "IMAGENET1K_V1" if pretrained else None
+        backbone = torchvision.models.mobilenet_v2(weights=weights)
+
+        class _Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.features = backbone.features
+                self.pool = torch.nn.AdaptiveAvgPool2d(1)
+
+            def forward(self, x: Any) -> Any:
+                return torch.flatten(self.pool(self.features(x)), 1)
+
+        return _Net()
+
+
+class CosineClassifier:
+    """Normalised weights times normalised embeddings, scaled: trains cosine geometry."""
+
+    @staticmethod
+    def build(dim: int, n_classes: int, scale: float = 16.0) -> Any:
+        import torch
+
+        class _Head(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.weight = torch.nn.Parameter(torch.randn(n_classes, dim) * 0.01)
+                self.scale = scale
+
+            def forward(self, embedding: Any) -> Any:
+                weight = torch.nn.functional.normalize(self.weight, dim=1)
+                return self.scale * torch.nn.functional.normalize(embedding, dim=1) @ weight.T
+
+        return _Head()
+
+
+def embed_crops(net: Any, crops: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
+    """L2-normalised embeddings of crops with a torch network (evaluation mode)."""
+    import torch
+
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(crops), batch):
+            tensor = torch.stack([_to_tensor(c) for c in crops[start : start + batch]])
+            out.append(torch.nn.functional.normalize(net(tensor), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def gallery_top1(
+    reference: np.ndarray,
+    reference_labels: Sequence[str],
+    queries: np.ndarray,
+    query_labels: Sequence[str],
+) -> float:
+    """Top-1 of class-mean prototypes (cosine) built from ``reference``."""
+    classes = sorted(set(reference_labels))
+    labels = np.array(reference_labels)
+    prototypes = np.stack([reference[labels == c].mean(axis=0) for c in classes])
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    best = np.argmax(queries @ prototypes.T, axis=1)
+    return float(np.mean([classes[b] == t for b, t in zip(best, query_labels, strict=True)]))
+
+
+def few_shot_split(
+    crops: Sequence[Crop], shots: int, seed: int = 0
+) -> tuple[list[Crop], list[Crop]]:
+    """``shots`` references per class (from distinct photos where possible), the rest as queries."""
+    rng = random.Random(seed)
+    by_class: dict[str, list[Crop]] = {}
+    for crop in crops:
+        by_class.setdefault(crop.class_name, []).append(crop)
+    references, queries = [], []
+    for members in by_class.values():
+        members = members[:]
+        rng.shuffle(members)
+        if len(members) <= shots:
+            continue  # a class with too few crops cannot be both referenced and tested
+        chosen_sources: set[str] = set()
+        chosen = []
+        for crop in members:
+            if len(chosen) < shots and crop.source not in chosen_sources:
+                chosen.append(crop)
+                chosen_sources.add(crop.source)
+        for crop in members:
+            if len(chosen) < shots and crop not in chosen:
+                chosen.append(crop)
+        references.extend(chosen)
+        # Queries from other photos than the references, so a plate is not matched to itself.
+        queries.extend(c for c in members if c not in chosen and c.source not in chosen_sources)
+    return references, queries
+
+
+@dataclass
+class IdentifierRun:
+    out: Path
+    onnx: Path
+    report: dict[str, Any]
+
+
+def train_identifier(
+    train: Sequence[Crop],
+    val: Sequence[Crop],
+    out: Path,
+    *,
+    home: Path,
+    epochs: int = 8,
+    batch: int = 32,
+    lr: float = 3e-4,
+    threads: int | None = None,
+    held_out: Sequence[Crop] = (),
+    progress: Callable[[str], None] = logger.info,
+) -> IdentifierRun:
+    """Fine-tune the backbone on ``train`` crops, report gallery top-1, export the embedding.
+
+    Args:
+        train: crops to learn from (their class names are the classes).
+        val: crops of other photos of the same dishes, for gallery top-1 with ``train`` as gallery.
+        out: where the ONNX file and the report go.
+        home: the project home, for the offline caches.
+        epochs: passes over ``train``.
+        batch: batch size.
+        lr: learning rate of the backbone (the head gets 10x).
+        threads: torch threads (default: every core).
+        held_out: crops of dishes never trained on (another cuisine), for the 5-shot check.
+        progress: where progress lines go.
+    """
+    setup_offline(home)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    else:
+        use_all_cores()
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = sorted({c.class_name for c in train})
+    index = {name: i for i, name in enumerate(classes)}
+
+    def measure(net: Any) -> dict[str, float]:
+        result: dict[str, float] = {}
+        train_emb = embed_crops(net, [c.image for c in train])
+        if val:
+            val_emb = embed_crops(net, [c.image for c in val])
+            seen = [i for i, c in enumerate(val) if c.class_name in index]
+            result["val_top1_all_train_refs"] = gallery_top1(
+                train_emb,
+                [c.class_name for c in train],
+                val_emb[seen],
+                [val[i].class_name for i in seen],
+            )
+        if held_out:
+            refs, queries = few_shot_split(held_out, 5)
+            if refs and queries:
+                ref_emb = embed_crops(net, [c.image for c in refs])
+                query_emb = embed_crops(net, [c.image for c in queries])
+                result["held_out_5shot_top1"] = gallery_top1(
+                    ref_emb,
+                    [c.class_name for c in refs],
+                    query_emb,
+                    [c.class_name for c in queries],
+                )
+        return result
+
+    net = EmbeddingNet.build(pretrained=True)
+    report: dict[str, Any] = {"classes": classes, "n_train": len(train), "n_val": len(val)}
+    report["imagenet"] = measure(net)
+    progress(f"ImageNet backbone: {report['imagenet']}")
+
+    head = CosineClassifier.build(1280, len(classes))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": net.parameters(), "lr": lr},
+            {"params": head.parameters(), "lr": lr * 10},
+        ],
+        weight_decay=1e-4,
+    )
+    steps = epochs * math.ceil(len(train) / batch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[lr, lr * 10], total_steps=steps, pct_start=0.15
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    started = time.monotonic()
+    for epoch in range(epochs):
+        net.train()
+        # The first blocks keep ImageNet's low-level filters (and their statistics).
+        for block in net.features[:4]:
+            block.eval()
+            for parameter in block.parameters():
+                parameter.requires_grad = False
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        total, seen = 0.0, 0
+        for start in range(0, len(order), batch):
+            chosen = [train[i] for i in order[start : start + batch]]
+            if len(chosen) < 2:
+                continue
+            images = torch.stack([_to_tensor(_augment(c.image, rng)) for c in chosen])
+            targets = torch.tensor([index[c.class_name] for c in chosen])
+            loss = loss_fn(head(net(images)), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss) * len(chosen)
+            seen += len(chosen)
+        elapsed = time.monotonic() - started
+        eta = elapsed / (epoch + 1) * (epochs - epoch - 1)
+        progress(
+            f"epoch {epoch + 1}/{epochs} loss {total / max(seen, 1):.3f} "
+            f"{elapsed:.0f}s, ETA {eta:.0f}s"
+        )
+    report["fine_tuned"] = measure(net)
+    report["epochs"] = epochs
+    report["train_seconds"] = round(time.monotonic() - started, 1)
+    progress(f"fine-tuned backbone: {report['fine_tuned']}")
+    onnx = export_embedding(net, out / "identifier.onnx")
+    torch.save(net.state_dict(), out / "identifier.pt")
+    (out / "identifier-report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return IdentifierRun(out, onnx, report)
+
+
+def export_embedding(net: Any, path: Path, size: int = INPUT_SIZE) -> Path:
+    """Export ``net`` (images -> embeddings) to ONNX with a dynamic batch."""
+    import torch
+
+    net.eval()
+    dummy = torch.zeros(1, 3, size, size)
+    torch.onnx.export(
+        net,
+        dummy,
+        str(path),
+        input_names=["images"],
+        output_names=["embeddings"],
+        dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path

@@ -1,0 +1,110 @@
+"""Running a bundle over a labelled dataset and scoring it (``trayscan eval``).
+
+Dataset classes map to the bundle's dishes by the ``dataset_class`` of classes.json, or by the
+class name's slug (how ``gallery add`` names new dishes). With ``few_shot`` the dataset is used as
+a *new menu*: its gallery is replaced by ``few_shot`` boxes per class, and only the images that gave
+no reference are scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision.bundle import verify_bundle
+from vision.datasets import LabelledDataset, read_dataset
+from vision.evaluation import TrayPrediction, TrayTruth, evaluate
+from vision.recogniser import BundleRecogniser
+from vision.references import (
+    add_references,
+    class_to_dish_from_bundle,
+    dish_id_for,
+    references_from_dataset,
+)
+from vision.sources import read_image
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_bundle(
+    bundle_path: Path,
+    dataset_path: Path,
+    *,
+    format: str | None = None,
+    split: str | None = None,
+    few_shot: int | None = None,
+    seed: int = 0,
+    threads: int = 2,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Score ``bundle_path`` on a labelled dataset; returns the JSON-ready metrics."""
+    dataset = read_dataset(dataset_path, format, split)
+    with tempfile.TemporaryDirectory(prefix="trayscan-eval-") as tmp:
+        used: set[str] = set()
+        if few_shot is not None:
+            copy = Path(tmp) / "bundle"
+            shutil.copytree(bundle_path, copy)
+            bundle = verify_bundle(copy)
+            recogniser = BundleRecogniser(bundle, threads=threads)
+            references = references_from_dataset(
+                dataset, recogniser.identifier.embedder, max_per_class=few_shot, seed=seed
+            )
+            add_references(bundle, references, replace=True)
+            used = references.used_images
+            bundle_path = copy
+        recogniser = BundleRecogniser.from_path(bundle_path, threads=threads)
+        mapping = class_to_dish_from_bundle(recogniser.bundle.dishes)
+        images = [img for img in dataset.images if str(img.path) not in used]
+        if limit is not None:
+            images = images[:limit]
+        result = score(
+            recogniser,
+            LabelledDataset(dataset.name, images, dataset.class_names, dataset.format),
+            mapping,
+        )
+    result["bundle"] = recogniser.model_version
+    result["dataset"] = str(dataset_path)
+    if few_shot is not None:
+        result["few_shot"] = few_shot
+        result["reference_images"] = len(used)
+    return result
+
+
+def score(
+    recogniser: BundleRecogniser, dataset: LabelledDataset, class_to_dish: dict[str, str]
+) -> dict[str, Any]:
+    """Run the recogniser over every image and compute the metrics."""
+    predictions, truths = [], []
+    for labelled in dataset.images:
+        image = read_image(labelled.path)
+        started = time.perf_counter()
+        recognition = recogniser.recognise_image(image)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        dishes = recognition.tray.dishes
+        predictions.append(
+            TrayPrediction(
+                boxes_xyxy=np.array([d.box_xyxy for d in dishes], np.float64).reshape(-1, 4),
+                scores=np.asarray(recognition.detections.scores, np.float64),
+                dish_ids=[d.dish_id if d.status.value != "unknown" else None for d in dishes],
+                statuses=[d.status.value for d in dishes],
+                elapsed_ms=elapsed,
+            )
+        )
+        truths.append(
+            TrayTruth(
+                boxes_xyxy=np.array([o.box_xyxy for o in labelled.objects], np.float64).reshape(
+                    -1, 4
+                ),
+                dish_ids=[
+                    class_to_dish.get(o.class_name) or dish_id_for(o.class_name)
+                    for o in labelled.objects
+                ],
+            )
+        )
+    return evaluate(predictions, truths)
