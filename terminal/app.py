@@ -21,20 +21,25 @@ from terminal.config import (
     GroundTruthModelConfig,
     LoadedConfig,
     ReplayCameraConfig,
+    SerialCardReaderConfig,
+    VideoCameraConfig,
     check_paths,
 )
 from terminal.core.menu import Menu
-from terminal.core.ports import PaymentBackend, Recogniser
+from terminal.core.ports import CardReader, PaymentBackend, Recogniser, Scale
 from terminal.core.pricing import WeightRules
 from terminal.core.session import CheckoutSession
+from terminal.devices.cards import CardReaderError, SerialCardReader
 from terminal.devices.fakes import FakeCardReader, FakeScale
+from terminal.devices.scale import ScaleError, SerialScale
+from terminal.devices.wedge import EvdevWedgeReader, WedgeDecoder
 from terminal.menu_file import load_menu
 from terminal.yamlmodels import FileError
 from vision.bundle import BundleError, BundleStore, verify_bundle
 from vision.fakes import GroundTruthRecogniser
 from vision.labels import LabelError, read_class_names
 from vision.recogniser import BundleRecogniser, SwappableRecogniser
-from vision.sources import FrameSource, FrameSourceError, ImageFolderSource
+from vision.sources import FrameSource, FrameSourceError, make_source
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +65,22 @@ class Terminal:
     menu: Menu
     session: CheckoutSession
     camera: FrameSource
-    scale: FakeScale
-    card_reader: FakeCardReader
+    scale: Scale
+    card_reader: CardReader
     recogniser: Recogniser
     backend: PaymentBackend
     truth: GroundTruthRecogniser | None = None
 
     def close(self) -> None:
-        self.camera.close()
-        if isinstance(self.backend, EmbeddedLedger):
-            self.backend.close()
+        for part in (self.camera, self.scale, self.card_reader, self.backend):
+            close_quietly(part)
+
+
+class EmptySource(FrameSource):
+    """A camera that is not opened (configuration checks)."""
+
+    def read(self) -> None:
+        return None
 
 
 def _unsupported(loaded: LoadedConfig, section: str, kind: str) -> StartupError:
@@ -79,64 +90,66 @@ def _unsupported(loaded: LoadedConfig, section: str, kind: str) -> StartupError:
     )
 
 
-def build_terminal(
-    loaded: LoadedConfig, *, seed_demo_accounts: bool = False, check_only: bool = False
-) -> Terminal:
-    """Check the config and build every part; raises StartupError before anything starts.
+def check_terminal(loaded: LoadedConfig) -> Menu:
+    """Everything that can be checked without opening a device or writing a file.
 
-    With ``check_only`` nothing is written: the ledger is not created, only its folder checked.
+    Returns today's menu. Raises StartupError naming what is wrong.
     """
     problems = check_paths(loaded)
     if problems:
         raise StartupError("\n".join(problems))
     config = loaded.config
-    supported: type | tuple[type, ...]
-    for section, part, supported in (
-        ("camera", config.camera, ReplayCameraConfig),
-        ("scale", config.scale, FakeScaleConfig),
-        ("card_reader", config.card_reader, FakeCardReaderConfig),
-        ("backend", config.backend, EmbeddedBackendConfig),
-        ("model", config.model, (GroundTruthModelConfig, BundleModelConfig)),
-    ):
-        if not isinstance(part, supported):
-            raise _unsupported(loaded, section, part.type)
+    if not isinstance(config.backend, EmbeddedBackendConfig):
+        raise _unsupported(loaded, "backend", config.backend.type)
     if config.menu.source != "file":
         raise StartupError(
             f"{loaded.where('menu', 'source')}: menu.source: 'backend' needs an http backend"
         )
-
     try:
         menu = load_menu(loaded.resolve(config.menu.path))
     except FileError as exc:
         raise StartupError(str(exc)) from None
-    tray = menu.default_tray()
-    if tray is None:
+    if menu.default_tray() is None:
         raise StartupError(f"{config.menu.path}: the menu lists no tableware of kind 'tray'")
+    _recogniser(loaded, menu, check_only=True)
+    return menu
 
+
+def build_terminal(
+    loaded: LoadedConfig, *, seed_demo_accounts: bool = False, check_only: bool = False
+) -> Terminal:
+    """Check the config and build every part; raises StartupError before anything starts.
+
+    With ``check_only`` nothing is opened or written (see :func:`check_terminal`) and the
+    terminal returned has fakes in place of its devices and an in-memory ledger.
+    """
+    menu = check_terminal(loaded)
+    config = loaded.config
+    tray = menu.default_tray()
     recogniser = _recogniser(loaded, menu, check_only=check_only)
     truth = _replay_truth(loaded, menu)
 
-    assert isinstance(config.camera, ReplayCameraConfig)
+    opened: list[object] = []
     try:
-        camera = ImageFolderSource(loaded.resolve(config.camera.folder), loop=config.camera.loop)
-    except FrameSourceError as exc:
-        raise StartupError(f"{loaded.where('camera', 'folder')}: camera.folder: {exc}") from None
-
-    assert isinstance(config.scale, FakeScaleConfig)
-    scale = FakeScale(settle_readings=config.scale.settle_readings)
-    assert isinstance(config.card_reader, FakeCardReaderConfig)
-    card_reader = FakeCardReader(config.card_reader.cards)
-
-    assert isinstance(config.backend, EmbeddedBackendConfig)
-    ledger_path = loaded.resolve(config.backend.ledger)
-    if check_only:
-        ledger_path = Path(":memory:")
-    try:
-        ledger = EmbeddedLedger(ledger_path)
-    except LedgerError as exc:
-        camera.close()
-        raise StartupError(f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}") from None
-    if seed_demo_accounts:
+        camera = _camera(loaded, check_only=check_only)
+        opened.append(camera)
+        scale = _scale(loaded, check_only=check_only)
+        opened.append(scale)
+        card_reader = _card_reader(loaded, check_only=check_only)
+        opened.append(card_reader)
+        assert isinstance(config.backend, EmbeddedBackendConfig)
+        ledger_path = Path(":memory:") if check_only else loaded.resolve(config.backend.ledger)
+        try:
+            ledger = EmbeddedLedger(ledger_path)
+        except LedgerError as exc:
+            raise StartupError(
+                f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}"
+            ) from None
+    except BaseException:
+        for part in opened:
+            close_quietly(part)
+        raise
+    if seed_demo_accounts and isinstance(config.card_reader, FakeCardReaderConfig):
         seed_demo_ledger(ledger, config.card_reader.cards)
 
     thresholds = config.thresholds
@@ -153,6 +166,87 @@ def build_terminal(
         recogniser.model_version,
     )
     return Terminal(loaded, menu, session, camera, scale, card_reader, recogniser, ledger, truth)
+
+
+def close_quietly(part: object) -> None:
+    """Release a device, logging rather than raising: used while shutting down."""
+    for name in ("close", "stop"):
+        method = getattr(part, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception:
+                logger.exception("closing %r failed", part)
+            return
+
+
+def _camera(loaded: LoadedConfig, *, check_only: bool) -> FrameSource:
+    camera = loaded.config.camera
+    try:
+        if isinstance(camera, ReplayCameraConfig):
+            return make_source("replay", folder=loaded.resolve(camera.folder), loop=camera.loop)
+        if check_only:
+            return EmptySource()
+        if isinstance(camera, VideoCameraConfig):
+            return make_source("video", path=loaded.resolve(camera.path), loop=camera.loop)
+        return make_source(
+            "opencv",
+            device=camera.device,
+            width=camera.width,
+            height=camera.height,
+            fps=camera.fps,
+        )
+    except FrameSourceError as exc:
+        raise StartupError(f"{loaded.where('camera')}: camera: {exc}") from None
+
+
+def _scale(loaded: LoadedConfig, *, check_only: bool) -> Scale:
+    scale = loaded.config.scale
+    if isinstance(scale, FakeScaleConfig) or check_only:
+        settle = scale.settle_readings if isinstance(scale, FakeScaleConfig) else 0
+        return FakeScale(settle_readings=settle)
+    try:
+        return SerialScale(
+            scale.url,
+            scale.protocol,
+            baudrate=scale.baudrate,
+            bytesize=scale.bytesize,
+            parity=scale.parity,
+            stopbits=scale.stopbits,
+            timeout_s=scale.timeout_s,
+        )
+    except ScaleError as exc:
+        raise StartupError(f"{loaded.where('scale')}: scale: {exc}") from None
+
+
+def _card_reader(loaded: LoadedConfig, *, check_only: bool) -> CardReader:
+    reader = loaded.config.card_reader
+    if isinstance(reader, FakeCardReaderConfig):
+        return FakeCardReader(reader.cards)
+    if check_only:
+        return FakeCardReader()
+    try:
+        if isinstance(reader, SerialCardReaderConfig):
+            serial_reader = SerialCardReader(
+                reader.url,
+                baudrate=reader.baudrate,
+                protocol=reader.protocol,
+                byte_order=reader.byte_order,
+                uid_format=reader.uid_format,
+                debounce_s=reader.debounce_s,
+            )
+            serial_reader.start()
+            return serial_reader
+        wedge = EvdevWedgeReader(
+            reader.device,
+            grab=reader.grab,
+            decoder=WedgeDecoder(byte_order=reader.byte_order, uid_format=reader.uid_format),
+            debounce_s=reader.debounce_s,
+        )
+        wedge.start()
+        return wedge
+    except (CardReaderError, ValueError) as exc:
+        raise StartupError(f"{loaded.where('card_reader')}: card_reader: {exc}") from None
 
 
 def _recogniser(loaded: LoadedConfig, menu: Menu, *, check_only: bool) -> Recogniser:

@@ -46,11 +46,16 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
     except (FileError, StartupError) as exc:
         print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
         return 2
+    interval = args.interval if args.interval is not None else (0.0 if args.max_trays else 2.0)
+    try:
+        demo = HeadlessDemo(terminal, sys.stdout, interval_s=interval)
+    except StartupError as exc:
+        terminal.close()
+        print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
+        return 2
     if not args.headless:
         reason = "no display" if not _has_display() else "the kiosk screens are not built yet"
         print(f"trayscan kiosk: {reason}; running the headless demo", file=sys.stderr)
-    interval = args.interval if args.interval is not None else (0.0 if args.max_trays else 2.0)
-    demo = HeadlessDemo(terminal, sys.stdout, interval_s=interval)
     try:
         counts = demo.run(args.max_trays)
     except KeyboardInterrupt:
@@ -64,7 +69,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
     """Check a config file and everything it points at."""
-    from terminal.app import StartupError, build_terminal
+    from terminal.app import StartupError, check_terminal
     from terminal.config import load_config
     from terminal.yamlmodels import FileError
 
@@ -74,12 +79,11 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     try:
-        terminal = build_terminal(loaded, check_only=True)
+        menu = check_terminal(loaded)
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 1
-    terminal.close()
-    print(f"{args.file}: OK (terminal {loaded.config.terminal_id}, {len(terminal.menu)} dishes)")
+    print(f"{args.file}: OK (terminal {loaded.config.terminal_id}, {len(menu)} dishes)")
     return 0
 
 
@@ -288,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     recognise.add_argument("--images", type=Path, default=sample_images)
     recognise.add_argument("--rounds", type=int, default=5)
     recognise.set_defaults(func=cmd_bench_recognise)
+
+    from training.cli import add_parsers as add_training_parsers
+
+    add_training_parsers(sub)
 
     bundle = sub.add_parser("bundle", help="model bundles")
     bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")

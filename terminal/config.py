@@ -107,19 +107,26 @@ class FakeCardReaderConfig(StrictModel):
 
 
 class KeyboardWedgeCardReaderConfig(StrictModel):
-    """A USB reader that types the card number and Enter; ``device`` is its evdev path."""
+    """A USB reader that types the card number and Enter, read from its evdev input device."""
 
     type: Literal["keyboard_wedge"]
-    device: str | None = None
+    device: str
     grab: bool = True
+    byte_order: Literal["msb", "lsb"] = "msb"
+    uid_format: Literal["auto", "hex", "dec10", "w26"] = "auto"
+    debounce_s: float = Field(default=1.5, ge=0)
 
 
 class SerialCardReaderConfig(StrictModel):
-    """A reader on a serial port."""
+    """A reader on a serial port: a line of digits/hex, or STX-framed EM4100-style frames."""
 
     type: Literal["serial"]
     url: str
     baudrate: int = Field(default=9600, gt=0)
+    protocol: Literal["line", "frame"] = "line"
+    byte_order: Literal["msb", "lsb"] = "msb"
+    uid_format: Literal["auto", "hex", "dec10", "w26"] = "auto"
+    debounce_s: float = Field(default=1.5, ge=0)
 
 
 CardReaderConfig = Annotated[
@@ -234,6 +241,7 @@ class TerminalConfig(StrictModel):
     terminal_id: str = Field(default="demo-01", min_length=1)
     language: Literal["zh", "en"] = "zh"
     data_dir: str = "var"
+    calibration: str = "var/calibration.yaml"
     camera: CameraConfig = Field(default_factory=ReplayCameraConfig)
     scale: ScaleConfig = Field(default_factory=FakeScaleConfig)
     card_reader: CardReaderConfig = Field(default_factory=FakeCardReaderConfig)

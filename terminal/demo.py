@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from terminal.app import Terminal
+from terminal.app import StartupError, Terminal
 from terminal.core.ports import PaymentDeclinedError
 from terminal.core.pricing import PricedTray
 from terminal.core.session import (
@@ -32,6 +32,7 @@ from terminal.core.session import (
     TrayRecognised,
     TrayRemoved,
 )
+from terminal.devices.fakes import FakeCardReader, FakeScale
 from vision.types import Frame, TrayRecognition
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,14 @@ class HeadlessDemo:
     """
 
     def __init__(self, terminal: Terminal, out: TextIO, *, interval_s: float = 0.0) -> None:
+        if not isinstance(terminal.scale, FakeScale) or not isinstance(
+            terminal.card_reader, FakeCardReader
+        ):
+            raise StartupError(
+                "the demo simulates the diners: it needs scale.type fake and card_reader.type fake"
+            )
+        self.scale: FakeScale = terminal.scale
+        self.cards: FakeCardReader = terminal.card_reader
         self.terminal = terminal
         self.out = out
         self.interval_s = interval_s
@@ -173,8 +182,8 @@ class HeadlessDemo:
         truth = terminal.truth.recognise(frame) if terminal.truth is not None else None
         weighed = truth or recognition
         gross = simulated_gross_g(terminal, weighed, record.tray) if weighed else 0
-        terminal.scale.place(gross)
-        session.tray_settled(terminal.scale.read_stable().gross_g)
+        self.scale.place(gross)
+        session.tray_settled(self.scale.read_stable().gross_g)
         if recognition is None:
             session.recognition_failed(error)
         else:
@@ -185,7 +194,7 @@ class HeadlessDemo:
             record.cashier_fixed = True
         if session.state is CheckoutState.AWAITING_PAYMENT:
             self._pay()
-        terminal.scale.remove()
+        self.scale.remove()
         session.tray_removed()
         self.out.write(json.dumps(record.to_json(self.language), ensure_ascii=False) + "\n")
         self.out.flush()
@@ -193,8 +202,8 @@ class HeadlessDemo:
 
     def _pay(self) -> None:
         terminal, session = self.terminal, self.terminal.session
-        terminal.card_reader.tap_next()
-        tap = terminal.card_reader.poll()
+        self.cards.tap_next()
+        tap = self.cards.poll()
         assert tap is not None
         request = session.start_payment("card", tap.card_id)
         account = terminal.backend.lookup_card(tap.card_id)

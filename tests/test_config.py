@@ -106,11 +106,36 @@ def test_a_path_that_does_not_exist_stops_the_start(tmp_path: Path) -> None:
         build_terminal(loaded)
 
 
-def test_an_unsupported_device_stops_the_start(tmp_path: Path) -> None:
-    path = write(tmp_path, "scale:\n  type: serial\n  url: loop://\n  protocol: mt-sics\n")
-    with pytest.raises(StartupError, match=r":2: scale\.type: 'serial' is not supported"):
+def test_an_unsupported_backend_stops_the_start(tmp_path: Path) -> None:
+    path = write(tmp_path, "backend:\n  type: http\n  url: http://127.0.0.1:9\n  token: t\n")
+    with pytest.raises(StartupError, match=r":2: backend\.type: 'http' is not supported"):
         build_terminal(load_config(path))
-    assert not (REPO / "var" / "nothing-should-be-here").exists()
+
+
+def test_serial_devices_are_built_from_the_config(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "scale:\n  type: serial\n  url: 'loop://'\n  protocol: mt-sics\n"
+        "card_reader:\n  type: serial\n  url: 'loop://'\n  protocol: frame\n"
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n",
+    )
+    terminal = build_terminal(load_config(path))
+    try:
+        assert type(terminal.scale).__name__ == "SerialScale"
+        assert type(terminal.card_reader).__name__ == "SerialCardReader"
+    finally:
+        terminal.close()
+
+
+def test_the_demo_refuses_real_devices(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"scale:\n  type: serial\n  url: 'loop://'\n  protocol: mt-sics\n"
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n",
+    )
+    result = run_cli("kiosk", "--demo", "--headless", "--config", str(path), "--max-trays", "1")
+    assert result.returncode == 2
+    assert "the demo simulates the diners" in result.stderr
 
 
 def test_a_broken_menu_stops_the_start(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ The result is a :class:`vision.types.TrayRecognition` whatever the backend.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -16,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from vision.bundle import BundleError, BundleStore, ModelBundle, verify_bundle
+from vision.bundle import BundleError, BundleStore, ModelBundle, bump_version, verify_bundle
 from vision.detector import OnnxYoloDetector
 from vision.gallery import Gallery, GalleryError, MatchMode
 from vision.identifier import Embedder, Identifier, IdentifierThresholds
 from vision.onnx import ModelLoadError
+from vision.references import References, add_references
 from vision.types import Detections, Frame, TrayRecognition
 
 logger = logging.getLogger(__name__)
@@ -160,6 +164,36 @@ class SwappableRecogniser:
             self._active = loaded
         logger.info("model bundle %s is now in use", installed.version)
         return installed.version
+
+    def add_correction(
+        self,
+        image: npt.NDArray[np.uint8],
+        box_xyxy: tuple[float, float, float, float],
+        dish_id: str,
+        *,
+        names: dict[str, tuple[str, str]] | None = None,
+    ) -> str:
+        """Learn a cashier's confirmed correction: its crop becomes a reference of ``dish_id``.
+
+        The running bundle is copied, the reference added, and the copy installed as a new
+        version and swapped in, so the correction survives a restart and can be rolled back.
+        Returns the new version.
+        """
+        active = self.active
+        embedding = active.identifier.embed_boxes(image, np.array([box_xyxy], np.float32))[0]
+        digest = hashlib.sha256(image.tobytes())
+        digest.update(",".join(f"{v:.1f}" for v in box_xyxy).encode())
+        references = References()
+        references.add(dish_id, embedding, digest.hexdigest())
+        with tempfile.TemporaryDirectory(prefix=".correction-", dir=self.store.root) as tmp:
+            copy = Path(tmp) / "bundle"
+            shutil.copytree(active.bundle.path, copy)
+            bundle = verify_bundle(copy)
+            version = bump_version(bundle.version)
+            while version in self.store.versions():
+                version = bump_version(version)
+            add_references(bundle, references, names=names, origin="cashier", version=version)
+            return self.install(copy)
 
     def rollback(self) -> str:
         """Go back to the previous bundle; returns its version."""

@@ -167,6 +167,7 @@ def add_references(
     names: Mapping[str, tuple[str, str]] | None = None,
     origin: str = "dataset",
     replace: bool = False,
+    version: str | None = None,
 ) -> GalleryUpdate:
     """Add references to a bundle folder's gallery, in place, as a new bundle version.
 
@@ -176,6 +177,7 @@ def add_references(
         names: dish id -> (Chinese name, English name) for dishes new to the bundle.
         origin: "dataset", "photos" or "cashier".
         replace: start from an empty gallery (a new menu) instead of adding to it.
+        version: the new version (default: the current one bumped).
     """
     manifest = bundle.manifest
     gallery_path = bundle.path_of(manifest.gallery.file)
@@ -197,7 +199,7 @@ def add_references(
     fields = manifest.to_dict()
     fields.pop("files", None)
     fields.pop("created", None)
-    fields["version"] = bump_version(manifest.version)
+    fields["version"] = version or bump_version(manifest.version)
     write_manifest(bundle.path, fields)
     verify_bundle(bundle.path)
     logger.info(

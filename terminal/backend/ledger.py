@@ -258,7 +258,17 @@ class EmbeddedLedger:
             ).fetchone()
         if row is None:
             return None
-        return LedgerTransaction(*row[:7], lines=json.loads(row[7]), created_at=row[8])
+        return LedgerTransaction(
+            transaction_id=row[0],
+            checkout_id=row[1],
+            terminal_id=row[2],
+            account_id=row[3],
+            method=row[4],
+            amount_fen=int(row[5]),
+            balance_after_fen=int(row[6]),
+            lines=json.loads(row[7]),
+            created_at=float(row[8]),
+        )
 
     def transaction_count(self) -> int:
         with self._lock:

@@ -176,3 +176,23 @@ def test_swap_and_rollback_while_running(tmp_path: Path) -> None:
         is DishStatus.UNKNOWN
     )
     shutil.rmtree(tmp_path / "v2")
+
+
+def test_a_cashier_correction_teaches_the_running_terminal(tmp_path: Path) -> None:
+    store = BundleStore(tmp_path / "store")
+    store.install(make_bundle(tmp_path / "v1"))
+    running = SwappableRecogniser(store, threads=1)
+    image = two_dish_image(BLUE, GREEN)
+    first = running.recognise(Frame(image, 0.0, 0))
+    assert first.dishes[0].status is DishStatus.UNKNOWN
+    version = running.add_correction(
+        image, first.dishes[0].box_xyxy, "blueberry", names={"blueberry": ("蓝莓", "Blueberry")}
+    )
+    assert version == "2026.11.26-2" and running.model_version == version
+    again = running.recognise(Frame(image, 1.0, 1))
+    assert again.dishes[0].dish_id == "blueberry" and again.dishes[0].status is DishStatus.SURE
+    gallery = running.active.gallery
+    assert gallery.origins[gallery.dish_ids.index("blueberry")] == "cashier"
+    # The correction is installed, so it survives a restart, and it can be rolled back.
+    assert SwappableRecogniser(store, threads=1).model_version == version
+    assert running.rollback() == "2026.11.26-1"
