@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy terminal/core terminal/devices vision calibration terminal/config.py
+	$(BIN)/mypy terminal vision calibration training
 
 test: lint typecheck
 	$(BIN)/python -m pytest -m "not slow"

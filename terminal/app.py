@@ -8,9 +8,11 @@ message naming the key, and nothing runs half-configured.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from calibration.profile import CalibratedScale, TerminalProfile, load_profile
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.config import (
     DEMO_CARDS,
@@ -111,8 +113,38 @@ def check_terminal(loaded: LoadedConfig) -> Menu:
         raise StartupError(str(exc)) from None
     if menu.default_tray() is None:
         raise StartupError(f"{config.menu.path}: the menu lists no tableware of kind 'tray'")
+    profile = load_calibration(loaded)
+    if profile is not None and profile.scale is not None:
+        menu = with_measured_tares(menu, profile.scale.tableware_tares_g)
     _recogniser(loaded, menu, check_only=True)
     return menu
+
+
+def load_calibration(loaded: LoadedConfig) -> TerminalProfile | None:
+    """The terminal's calibration profile, or None when it has not been calibrated yet.
+
+    A profile that exists but is wrong stops the start: weighing with a bad span would charge
+    every diner wrongly.
+    """
+    path = loaded.resolve(loaded.config.calibration)
+    if not path.exists():
+        logger.info("no calibration profile at %s: using the scale and camera as they are", path)
+        return None
+    try:
+        return load_profile(path)
+    except FileError as exc:
+        raise StartupError(f"calibration profile refused:\n{exc}") from None
+
+
+def with_measured_tares(menu: Menu, tares_g: Mapping[str, int]) -> Menu:
+    """The menu with its tableware tares replaced by those measured at calibration."""
+    if not tares_g:
+        return menu
+    tableware = tuple(
+        replace(ware, tare_g=tares_g[ware.id]) if ware.id in tares_g else ware
+        for ware in menu.tableware
+    )
+    return Menu(menu.items, tableware, menu.name_zh, menu.name_en)
 
 
 def build_terminal(
@@ -206,7 +238,7 @@ def _scale(loaded: LoadedConfig, *, check_only: bool) -> Scale:
         settle = scale.settle_readings if isinstance(scale, FakeScaleConfig) else 0
         return FakeScale(settle_readings=settle)
     try:
-        return SerialScale(
+        serial_scale = SerialScale(
             scale.url,
             scale.protocol,
             baudrate=scale.baudrate,
@@ -217,6 +249,11 @@ def _scale(loaded: LoadedConfig, *, check_only: bool) -> Scale:
         )
     except ScaleError as exc:
         raise StartupError(f"{loaded.where('scale')}: scale: {exc}") from None
+    profile = load_calibration(loaded)
+    if profile is None or profile.scale is None:
+        logger.warning("the scale is not calibrated: run trayscan calibrate scale")
+        return serial_scale
+    return CalibratedScale(serial_scale, profile.scale)
 
 
 def _card_reader(loaded: LoadedConfig, *, check_only: bool) -> CardReader:

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from terminal import __version__
 
@@ -25,6 +26,10 @@ def _setup_logging(verbose: int) -> None:
 
 def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+if TYPE_CHECKING:
+    from terminal.app import Terminal
 
 
 def cmd_kiosk(args: argparse.Namespace) -> int:
@@ -46,6 +51,11 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
     except (FileError, StartupError) as exc:
         print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
         return 2
+    if not args.headless:
+        reason = "no display" if not _has_display() else "the kiosk screens are not built yet"
+        print(f"trayscan kiosk: {reason}; running headless", file=sys.stderr)
+    if not args.demo:
+        return _run_live(terminal, args.max_trays)
     interval = args.interval if args.interval is not None else (0.0 if args.max_trays else 2.0)
     try:
         demo = HeadlessDemo(terminal, sys.stdout, interval_s=interval)
@@ -53,9 +63,6 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
         terminal.close()
         print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
         return 2
-    if not args.headless:
-        reason = "no display" if not _has_display() else "the kiosk screens are not built yet"
-        print(f"trayscan kiosk: {reason}; running the headless demo", file=sys.stderr)
     try:
         counts = demo.run(args.max_trays)
     except KeyboardInterrupt:
@@ -64,6 +71,29 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
         terminal.close()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no trays"
     print(f"trayscan kiosk: {summary}", file=sys.stderr)
+    return 0
+
+
+def _run_live(terminal: Terminal, max_trays: int | None) -> int:
+    """The real terminal: devices drive the checkouts until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from terminal.app import load_calibration
+    from terminal.live import LiveTerminal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    profile = load_calibration(terminal.loaded)
+    area = profile.camera.tray_area if profile and profile.camera else None
+    live = LiveTerminal(terminal, sys.stdout, tray_area=area)
+    try:
+        records = live.run(stop, max_trays)
+    except KeyboardInterrupt:
+        records = live.records
+    finally:
+        terminal.close()
+    print(f"trayscan kiosk: {len(records)} checkouts", file=sys.stderr)
     return 0
 
 
@@ -209,6 +239,26 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_check(args: argparse.Namespace) -> int:
+    """Print every configured device's state on one screen."""
+    from terminal.app import StartupError, build_terminal
+    from terminal.config import load_config
+    from terminal.diagnostics import check_devices, render_report
+    from terminal.yamlmodels import FileError
+
+    try:
+        terminal = build_terminal(load_config(args.config))
+    except (FileError, StartupError) as exc:
+        print(f"trayscan devices check: cannot start:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        report = check_devices(terminal, seconds=args.seconds)
+    finally:
+        terminal.close()
+    print(render_report(report))
+    return 0 if all(item.ok for item in report) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trayscan",
@@ -293,9 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     recognise.add_argument("--rounds", type=int, default=5)
     recognise.set_defaults(func=cmd_bench_recognise)
 
+    from calibration.cli import add_parsers as add_calibration_parsers
     from training.cli import add_parsers as add_training_parsers
 
     add_training_parsers(sub)
+    add_calibration_parsers(sub)
+
+    devices = sub.add_parser("devices", help="the terminal's devices")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
+    check = devices_sub.add_parser("check", help="the state of every configured device")
+    check.add_argument("--config", type=Path, help="terminal config (default: demo defaults)")
+    check.add_argument("--seconds", type=float, default=2.0, help="how long to watch each device")
+    check.set_defaults(func=cmd_devices_check)
 
     bundle = sub.add_parser("bundle", help="model bundles")
     bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from terminal.app import StartupError, Terminal
-from terminal.core.ports import PaymentDeclinedError
 from terminal.core.pricing import PricedTray
 from terminal.core.session import (
     CheckoutEvent,
     CheckoutState,
     Paid,
     PaymentDeclined,
+    PaymentRequest,
     PaymentRequested,
     Posted,
     TrayHeld,
@@ -33,16 +33,10 @@ from terminal.core.session import (
     TrayRemoved,
 )
 from terminal.devices.fakes import FakeCardReader, FakeScale
+from terminal.payment import mask_card, take_card_payment
 from vision.types import Frame, TrayRecognition
 
 logger = logging.getLogger(__name__)
-
-
-def mask_card(card_id: str) -> str:
-    """Show a card id the way a receipt does: first and last two characters."""
-    if len(card_id) <= 4:
-        return "*" * len(card_id)
-    return f"{card_id[:4]}{'*' * (len(card_id) - 6)}{card_id[-2:]}"
 
 
 def simulated_gross_g(terminal: Terminal, recognition: TrayRecognition, tray_name: str) -> int:
@@ -76,6 +70,44 @@ class CheckoutRecord:
     transaction_id: str | None = None
     status: str = "started"
     cashier_fixed: bool = False
+
+    def apply(self, event: CheckoutEvent, request: PaymentRequest | None) -> None:
+        """Update the record from one of the session's events, as a screen would."""
+        self.checkout_id = event.checkout_id or self.checkout_id
+        if isinstance(event, TrayRecognised):
+            self.recognition = event.recognition
+            self.priced = event.priced
+        elif isinstance(event, TrayHeld):
+            self.priced = event.priced or self.priced
+            self.holds.extend(str(h) for h in event.holds)
+            self.status = "held"
+        elif isinstance(event, PaymentRequested):
+            self.priced = event.priced
+            self.status = "awaiting_payment"
+        elif isinstance(event, PaymentDeclined):
+            self.declined.append(event.reason)
+            self.status = "declined"
+        elif isinstance(event, Paid):
+            receipt = event.receipt
+            self.transaction_id = receipt.transaction_id
+            self.payment = {
+                "method": receipt.method,
+                "card": mask_card(request.credential) if request else None,
+                "account": receipt.account_id,
+                "amount_fen": receipt.amount_fen,
+                "balance_after_fen": receipt.balance_after_fen,
+                "offline": receipt.offline,
+            }
+            self.status = "paid"
+        elif isinstance(event, Posted):
+            if event.transaction_id == self.transaction_id:
+                self.status = "posted"
+        elif (
+            isinstance(event, TrayRemoved)
+            and not event.charged
+            and self.status in ("awaiting_payment", "started", "declined")
+        ):
+            self.status = "abandoned"
 
     def to_json(self, language: str) -> dict[str, Any]:
         priced = self.priced
@@ -201,70 +233,19 @@ class HeadlessDemo:
         return record
 
     def _pay(self) -> None:
-        terminal, session = self.terminal, self.terminal.session
         self.cards.tap_next()
         tap = self.cards.poll()
         assert tap is not None
-        request = session.start_payment("card", tap.card_id)
-        account = terminal.backend.lookup_card(tap.card_id)
-        if account is None:
-            session.payment_declined(f"card {mask_card(tap.card_id)} is not registered")
-            return
-        try:
-            receipt = terminal.backend.charge(request, account.account_id)
-        except PaymentDeclinedError as exc:
-            session.payment_declined(exc.reason)
-            return
-        session.payment_approved(receipt)
-        # The embedded ledger is the backend: the charge is posted once it is committed.
-        session.posted(receipt.transaction_id)
-        if self._record is not None and self._record.payment is not None:
-            self._record.payment["account_name"] = account.display_name
+        outcome = take_card_payment(
+            self.terminal.session, self.terminal.backend, tap.card_id, posted_on_charge=True
+        )
+        record = self._record
+        if outcome.account is not None and record is not None and record.payment is not None:
+            record.payment["account_name"] = outcome.account.display_name
 
     def _on_event(self, event: CheckoutEvent) -> None:
-        record = self._record
-        if record is None:
-            return
-        record.checkout_id = event.checkout_id or record.checkout_id
-        if isinstance(event, TrayRecognised):
-            record.recognition = event.recognition
-            record.priced = event.priced
-        elif isinstance(event, TrayHeld):
-            record.priced = event.priced or record.priced
-            record.holds.extend(str(h) for h in event.holds)
-            record.status = "held"
-        elif isinstance(event, PaymentRequested):
-            record.priced = event.priced
-            record.status = "awaiting_payment"
-        elif isinstance(event, PaymentDeclined):
-            record.declined.append(event.reason)
-            record.status = "declined"
-        elif isinstance(event, Paid):
-            receipt = event.receipt
-            record.transaction_id = receipt.transaction_id
-            request = self.terminal.session.payment_request
-            record.payment = {
-                "method": receipt.method,
-                "card": mask_card(request.credential) if request else None,
-                "account": receipt.account_id,
-                "amount_fen": receipt.amount_fen,
-                "balance_after_fen": receipt.balance_after_fen,
-                "offline": receipt.offline,
-            }
-            record.status = "paid"
-        elif isinstance(event, Posted):
-            if event.transaction_id == record.transaction_id:
-                record.status = "posted"
-        elif (
-            isinstance(event, TrayRemoved)
-            and not event.charged
-            and record.status
-            in (
-                "awaiting_payment",
-                "started",
-            )
-        ):
-            record.status = "abandoned"
+        if self._record is not None:
+            self._record.apply(event, self.terminal.session.payment_request)
 
 
 __all__ = ["CheckoutRecord", "HeadlessDemo", "mask_card", "simulated_gross_g"]

@@ -107,6 +107,25 @@ def choose_thresholds(
     return round(unknown_below, 4), round(unsure_margin, 4), figures
 
 
+def select_diverse(embeddings: np.ndarray, k: int) -> list[int]:
+    """Farthest-point sampling: ``k`` rows of ``embeddings`` that cover their spread.
+
+    Starts from the row nearest the mean (the most typical view), then repeatedly takes the row
+    least similar to everything chosen so far.
+    """
+    n = len(embeddings)
+    if n <= k:
+        return list(range(n))
+    mean = embeddings.mean(axis=0)
+    chosen = [int(np.argmax(embeddings @ mean))]
+    best_similarity = embeddings @ embeddings[chosen[0]]
+    while len(chosen) < k:
+        candidate = int(np.argmin(best_similarity))
+        chosen.append(candidate)
+        best_similarity = np.maximum(best_similarity, embeddings @ embeddings[candidate])
+    return sorted(chosen)
+
+
 def classes_from_menu(menu: Menu) -> dict[str, Any]:
     """classes.json: the class/menu mapping of the bundle."""
     return {
@@ -137,6 +156,7 @@ def build_bundle(
     conf: float = 0.25,
     iou: float = 0.5,
     containment: float = 0.85,
+    max_per_dish: int | None = 16,
 ) -> ModelBundle:
     """Write a complete, verified bundle folder at ``out`` (replaced if it exists)."""
     if out.exists():
@@ -152,7 +172,10 @@ def build_bundle(
     refs = references_from_dataset(references, embedder, class_to_dish=class_to_dish)
     gallery = Gallery(embedder.dim)
     for dish, embeddings in refs.embeddings.items():
-        gallery.add(dish, np.stack(embeddings), refs.hashes[dish], origin="dataset")
+        stacked = np.stack(embeddings)
+        # A capped, diverse set keeps the bundle small; prototypes barely move.
+        keep = select_diverse(stacked, max_per_dish) if max_per_dish else list(range(len(stacked)))
+        gallery.add(dish, stacked[keep], [refs.hashes[dish][i] for i in keep], origin="dataset")
     gallery.save(out / "gallery.npz")
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     write_manifest(

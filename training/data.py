@@ -89,7 +89,8 @@ def split_by_source(
 ) -> Split:
     """Split so that near-duplicates stay on one side; deterministic for a given ``seed``."""
     groups = group_near_duplicates(images)
-    train, val = [], []
+    train: list[Path] = []
+    val: list[Path] = []
     for image, group in zip(images, groups, strict=True):
         anchor = source_name(images[group])
         digest = hashlib.sha256(f"{seed}:{anchor}".encode()).digest()

@@ -156,7 +156,7 @@ def train_detector(
         export: export the best weights to ONNX at the end.
     """
     setup_offline(home)
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     run_dir = out / name
     if resume:
@@ -216,7 +216,7 @@ def _read_metrics(run_dir: Path) -> dict[str, float]:
 def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:
     """Export detector weights to ONNX (static 1x3xSxS input, no NMS: we do NMS in numpy)."""
     setup_offline(home)
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     model = YOLO(str(weights))
     exported = model.export(

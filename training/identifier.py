@@ -122,7 +122,8 @@ def _augment(crop: np.ndarray, rng: random.Random) -> np.ndarray:
         borderMode=cv2.BORDER_REFLECT,
     )
     gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
-    return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    result: np.ndarray = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    return result
 
 
 class EmbeddingNet:
@@ -204,14 +205,15 @@ def few_shot_split(
     by_class: dict[str, list[Crop]] = {}
     for crop in crops:
         by_class.setdefault(crop.class_name, []).append(crop)
-    references, queries = [], []
+    references: list[Crop] = []
+    queries: list[Crop] = []
     for members in by_class.values():
         members = members[:]
         rng.shuffle(members)
         if len(members) <= shots:
             continue  # a class with too few crops cannot be both referenced and tested
         chosen_sources: set[str] = set()
-        chosen = []
+        chosen: list[Crop] = []
         for crop in members:
             if len(chosen) < shots and crop.source not in chosen_sources:
                 chosen.append(crop)
@@ -363,7 +365,7 @@ def export_embedding(net: Any, path: Path, size: int = INPUT_SIZE) -> Path:
     dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(
         net,
-        dummy,
+        (dummy,),
         str(path),
         input_names=["images"],
         output_names=["embeddings"],

@@ -25,10 +25,14 @@ from terminal.menu_file import load_menu
 from training.bundle import build_bundle, choose_thresholds, model_card, study_scores
 from training.data import prepare_detector_dataset
 from training.identifier import yolo_crops
-from vision.datasets import read_dataset
+from vision.bundle import verify_bundle, write_manifest
+from vision.datasets import LabelledDataset, read_dataset
+from vision.eval_runner import score
 from vision.gallery import Gallery
 from vision.identifier import Embedder
 from vision.labels import read_class_names
+from vision.recogniser import BundleRecogniser
+from vision.references import class_to_dish_from_bundle
 from vision.sources import list_images
 
 logger = logging.getLogger(__name__)
@@ -181,12 +185,60 @@ def make_default_bundle(
         unsure_margin=unsure_margin,
         card=card,
     )
+    val_names = set(split["val"])
+    everything = read_dataset(paths.vn / "dataset.yaml", "yolo", "train")
+    held_out = LabelledDataset(
+        "vn-canteen-trays train, held-out split",
+        [img for img in everything.images if img.path.name in val_names],
+        everything.class_names,
+        everything.format,
+    )
+    postprocessing = tune_postprocessing(bundle.path, held_out)
+    fields = bundle.manifest.to_dict()
+    fields.pop("files", None)
+    fields["detector"].update(postprocessing["best"])
+    card_path = bundle.path / bundle.manifest.model_card
+    card_path.write_text(
+        card_path.read_text(encoding="utf-8")
+        + "\n## Detector post-processing (tuned on the held-out split by tray_exact)\n```json\n"
+        + json.dumps(postprocessing, indent=1)
+        + "\n```\n",
+        encoding="utf-8",
+    )
+    write_manifest(bundle.path, fields)
+    bundle = verify_bundle(bundle.path)
     return {
         "bundle": str(bundle.path),
         "version": bundle.version,
         "thresholds": [unknown_below, unsure_margin],
         "threshold_figures": threshold_figures,
+        "postprocessing": postprocessing["best"],
     }
+
+
+def tune_postprocessing(bundle: Path, held_out: LabelledDataset) -> dict[str, Any]:
+    """Choose the detector's confidence and containment thresholds by tray_exact on held-out
+    photos of the training data (never on the test set)."""
+    recogniser = BundleRecogniser.from_path(bundle)
+    mapping = class_to_dish_from_bundle(recogniser.bundle.dishes)
+    trials = []
+    for conf in (0.2, 0.25, 0.3, 0.35, 0.45):
+        for containment in (0.7, 0.85, 1.0):
+            recogniser.detector.conf = conf
+            recogniser.detector.containment = containment
+            scores = score(recogniser, held_out, mapping)
+            trials.append(
+                {
+                    "conf": conf,
+                    "containment": containment,
+                    "tray_exact": scores["tray_exact"],
+                    "dish_recall": scores["dish_recall"],
+                    "dish_precision": scores["dish_precision"],
+                }
+            )
+            logger.info("post-processing %s", trials[-1])
+    best = max(trials, key=lambda t: (t["tray_exact"], t["dish_precision"] + t["dish_recall"]))
+    return {"best": {"conf": best["conf"], "containment": best["containment"]}, "trials": trials}
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:

@@ -253,6 +253,7 @@ class Gallery:
                 )
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a bundle file is not
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
