@@ -168,9 +168,9 @@ BackendConfig = Annotated[EmbeddedBackendConfig | HttpBackendConfig, Field(discr
 
 
 class GroundTruthModelConfig(StrictModel):
-    """The stand-in recogniser that reads the replayed photos' labels (demo only)."""
+    """A fake recogniser that reads the replayed photos' labels (tests)."""
 
-    type: Literal["ground_truth"] = "ground_truth"
+    type: Literal["ground_truth"]
     dataset: str = f"{SAMPLE_DATASET}/dataset.yaml"
 
 
@@ -220,7 +220,7 @@ DEFAULT_TYPES = {
     "scale": "fake",
     "card_reader": "fake",
     "backend": "embedded",
-    "model": "ground_truth",
+    "model": "bundle",
 }
 
 
@@ -246,7 +246,7 @@ class TerminalConfig(StrictModel):
     scale: ScaleConfig = Field(default_factory=FakeScaleConfig)
     card_reader: CardReaderConfig = Field(default_factory=FakeCardReaderConfig)
     backend: BackendConfig = Field(default_factory=EmbeddedBackendConfig)
-    model: ModelConfig = Field(default_factory=GroundTruthModelConfig)
+    model: ModelConfig = Field(default_factory=BundleModelConfig)
     menu: MenuSourceConfig = Field(default_factory=MenuSourceConfig)
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
 

@@ -117,7 +117,8 @@ def test_serial_devices_are_built_from_the_config(tmp_path: Path) -> None:
         tmp_path,
         "scale:\n  type: serial\n  url: 'loop://'\n  protocol: mt-sics\n"
         "card_reader:\n  type: serial\n  url: 'loop://'\n  protocol: frame\n"
-        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n",
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n"
+        f"model:\n  store: {tmp_path / 'models'}\n",
     )
     terminal = build_terminal(load_config(path))
     try:

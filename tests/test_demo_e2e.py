@@ -17,7 +17,11 @@ from .conftest import DEMO_MENU, SAMPLE
 
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "terminal.yaml"
-    config.write_text(f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n", encoding="utf-8")
+    config.write_text(
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n"
+        f"model:\n  store: {tmp_path / 'models'}\n",
+        encoding="utf-8",
+    )
     return subprocess.run(
         [
             sys.executable,

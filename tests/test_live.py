@@ -61,7 +61,10 @@ class ScannerScene(FrameSource):
 
 def test_three_trays_are_checked_out_once_each_with_no_button(tmp_path: Path) -> None:
     config = tmp_path / "terminal.yaml"
-    config.write_text(f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n", encoding="utf-8")
+    config.write_text(
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\nmodel:\n  type: ground_truth\n",
+        encoding="utf-8",
+    )
     terminal = build_terminal(load_config(config), seed_demo_accounts=True)
     clock = [1000.0]
     scale = FakeScale(settle_readings=3, wobble_g=2, clock=lambda: clock[0])

@@ -129,6 +129,7 @@ def test_few_shot_eval_uses_the_dataset_as_a_new_menu(tmp_path: Path) -> None:
         ("gallery_dim", "mismatched"),
         ("tampered", "corrupt"),
         ("missing", "incomplete"),
+        ("missing_class", "gallery dishes missing from classes.json: greens"),
     ],
 )
 def test_a_bad_bundle_is_refused_and_the_running_one_stays(
@@ -150,6 +151,15 @@ def test_a_bad_bundle_is_refused_and_the_running_one_stays(
     elif fault == "tampered":
         with (bad / "identifier.onnx").open("ab") as handle:
             handle.write(b"\0")
+    elif fault == "missing_class":
+        from vision.bundle import write_manifest
+
+        classes = json.loads((bad / "classes.json").read_text())
+        classes["dishes"] = [d for d in classes["dishes"] if d["id"] != "greens"]
+        (bad / "classes.json").write_text(json.dumps(classes))
+        fields = json.loads((bad / "bundle.json").read_text())
+        fields.pop("files")
+        write_manifest(bad, fields)
     else:
         (bad / "detector.onnx").unlink()
     with pytest.raises(BundleError, match=message):
