@@ -194,12 +194,13 @@ def train_detector(
     else:
         model.train(**settings)
     best = run_dir / "weights" / "best.pt"
-    metrics = _read_metrics(run_dir)
+    metrics = read_best_metrics(run_dir)
     onnx = export_detector(best, imgsz=imgsz, home=home) if export else None
     return DetectorRun(run_dir, best, onnx, metrics)
 
 
-def _read_metrics(run_dir: Path) -> dict[str, float]:
+def read_best_metrics(run_dir: Path) -> dict[str, float]:
+    """The metrics row of the best epoch (by mAP50-95) of an ultralytics run, plus its length."""
     import csv
 
     results = run_dir / "results.csv"
@@ -210,7 +211,9 @@ def _read_metrics(run_dir: Path) -> dict[str, float]:
     if not rows:
         return {}
     best = max(rows, key=lambda r: float(r.get("metrics/mAP50-95(B)", 0) or 0))
-    return {k.strip(): float(v) for k, v in best.items() if v not in ("", None)}
+    metrics = {k.strip(): float(v) for k, v in best.items() if v not in ("", None)}
+    metrics["epochs_run"] = float(len(rows))
+    return metrics
 
 
 def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:

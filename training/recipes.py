@@ -73,7 +73,7 @@ def make_default_bundle(
     command: str = "",
 ) -> dict[str, Any]:
     """Run the whole recipe; with ``reuse``, finished runs under ``paths.runs`` are kept."""
-    from training.detector import export_detector, train_detector
+    from training.detector import export_detector, read_best_metrics, train_detector
     from training.identifier import train_identifier
 
     data_yaml = paths.runs / "data" / "vn-dish" / "dataset.yaml"
@@ -99,7 +99,7 @@ def make_default_bundle(
         )
     if not (reuse and detector_onnx.exists()):
         detector_onnx = export_detector(best, imgsz=detector_imgsz, home=paths.home)
-    detector_metrics = _detector_metrics(best.parent.parent)
+    detector_metrics = read_best_metrics(best.parent.parent)
 
     names = read_class_names(paths.vn / "dataset.yaml")
     train_images = [paths.vn / "train" / "images" / n for n in split["train"]]
@@ -245,24 +245,3 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
     if not len(values):
         return {}
     return {f"p{q}": round(float(np.percentile(values, q)), 3) for q in (5, 25, 50, 75, 95)}
-
-
-def _detector_metrics(run_dir: Path) -> dict[str, float]:
-    import csv
-
-    results = run_dir / "results.csv"
-    if not results.exists():
-        return {}
-    with results.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return {}
-    best = max(rows, key=lambda r: float(r.get("metrics/mAP50-95(B)", 0) or 0))
-    keep = (
-        "epoch",
-        "metrics/precision(B)",
-        "metrics/recall(B)",
-        "metrics/mAP50(B)",
-        "metrics/mAP50-95(B)",
-    )
-    return {k: float(best[k]) for k in keep if k in best} | {"epochs_run": float(len(rows))}

@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import yaml
 
+from vision.labels import normalised_box
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("yolo", "voc", "coco")
@@ -269,17 +271,13 @@ def _read_yolo_image(image_path: Path, class_names: list[str]) -> LabelledImage:
             )
         if not all(math.isfinite(v) for v in coords):
             raise DatasetError(f"{where}: coordinates must be finite numbers")
-        if len(coords) == 4:
-            cx, cy, w, h = coords
-            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-        elif len(coords) >= 6 and len(coords) % 2 == 0:
-            xs, ys = coords[0::2], coords[1::2]
-            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-        else:
+        corners = normalised_box(coords)
+        if corners is None:
             raise DatasetError(
                 f"{where}: expected 4 box values or an even number >= 6 of polygon values "
                 f"after the class id, got {len(coords)}"
             )
+        x1, y1, x2, y2 = corners
         box = (
             _clip01(x1) * width,
             _clip01(y1) * height,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,22 @@ class LabelledBox:
 
     class_id: int
     box_xyxy: tuple[float, float, float, float]
+
+
+def normalised_box(coords: Sequence[float]) -> tuple[float, float, float, float] | None:
+    """The ``(x1, y1, x2, y2)`` box, in image fractions, of a YOLO label line's values.
+
+    Four values are a box (centre x, centre y, width, height); an even number of six or more are
+    the corners of a segmentation polygon, whose bounding box is returned. Any other count gives
+    None: the caller reports it with its own file and line.
+    """
+    if len(coords) == 4:
+        cx, cy, w, h = coords
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    if len(coords) >= 6 and len(coords) % 2 == 0:
+        xs, ys = coords[0::2], coords[1::2]
+        return min(xs), min(ys), max(xs), max(ys)
+    return None
 
 
 def label_path_for(image_path: Path) -> Path:
@@ -50,17 +67,13 @@ def read_yolo_labels(path: Path, width: int, height: int) -> list[LabelledBox]:
             coords = [float(v) for v in fields[1:]]
         except ValueError:
             raise LabelError(f"{path}:{line_no}: not a YOLO label line: {line[:60]!r}") from None
-        if len(coords) == 4:
-            cx, cy, w, h = coords
-            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-        elif len(coords) >= 6 and len(coords) % 2 == 0:
-            xs, ys = coords[0::2], coords[1::2]
-            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-        else:
+        box = normalised_box(coords)
+        if box is None:
             raise LabelError(
                 f"{path}:{line_no}: expected 4 box values or an even number >= 6 of polygon "
                 f"values after the class id, got {len(coords)}"
             )
+        x1, y1, x2, y2 = box
         x1, x2 = (max(0.0, min(1.0, v)) * width for v in (x1, x2))
         y1, y2 = (max(0.0, min(1.0, v)) * height for v in (y1, y2))
         boxes.append(LabelledBox(class_id, (x1, y1, x2, y2)))

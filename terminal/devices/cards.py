@@ -49,7 +49,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 import serial
 
@@ -320,7 +320,65 @@ class SerialPortLike(Protocol):
     def close(self) -> None: ...
 
 
-class SerialCardReader:
+class BackgroundReader:
+    """A card reader whose thread queues taps; ``poll`` hands them out oldest first.
+
+    Subclasses set ``_thread``, ``_stop``, ``_lock`` and ``_taps`` in their constructor, read in
+    ``_run`` and may open or release their device in ``_on_start`` / ``_on_stop``.
+    """
+
+    _thread: threading.Thread | None
+    _stop: threading.Event
+    _lock: threading.Lock
+    _taps: deque[CardTap]
+
+    @property
+    def thread_name(self) -> str:
+        return type(self).__name__
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _on_start(self) -> None:
+        """Called before the thread starts; may raise to refuse the start."""
+
+    def _on_stop(self) -> None:
+        """Called once the thread has been asked to stop."""
+
+    def start(self) -> None:
+        """Start the reading thread (idempotent; :meth:`poll` calls it)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._on_start()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread and release the device."""
+        self._stop.set()
+        self._on_stop()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("%s did not stop in %.1f s", self.thread_name, timeout_s)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def poll(self) -> CardTap | None:
+        """The oldest tap not yet polled, or None; starts the reader on first use."""
+        self.start()
+        with self._lock:
+            return self._taps.popleft() if self._taps else None
+
+
+class SerialCardReader(BackgroundReader):
     """A card reader on a serial port (or any ``serial_for_url`` URL), read in the background.
 
     A thread reads the port, decodes cards with the chosen wire protocol, drops repeats with a
@@ -397,39 +455,9 @@ class SerialCardReader:
         """Reads dropped as repeats of a card still on the reader."""
         return self._debouncer.dropped
 
-    def start(self) -> None:
-        """Start the reading thread (idempotent; :meth:`poll` calls it)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"card-reader {self.url}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        """Stop the thread and close the port."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                logger.warning(
-                    "card reader thread on %s did not stop in %.1f s", self.url, timeout_s
-                )
-            self._thread = None
-
-    def __enter__(self) -> SerialCardReader:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def poll(self) -> CardTap | None:
-        """The oldest tap not yet polled, or None."""
-        self.start()
-        with self._lock:
-            return self._taps.popleft() if self._taps else None
+    @property
+    def thread_name(self) -> str:
+        return f"card-reader {self.url}"
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Block until the port is open or ``timeout_s`` passed; for start-up checks and tests."""

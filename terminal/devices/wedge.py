@@ -25,6 +25,7 @@ from typing import Protocol
 
 from terminal.core.ports import CardTap
 from terminal.devices.cards import (
+    BackgroundReader,
     ByteOrder,
     CardFormatError,
     CardReaderError,
@@ -261,7 +262,7 @@ def open_evdev_device(device_path: str) -> InputDeviceLike:
     return device
 
 
-class EvdevWedgeReader:
+class EvdevWedgeReader(BackgroundReader):
     """A keyboard-wedge card reader read straight from its Linux input device.
 
     The device is grabbed exclusively where possible, so the card's keystrokes reach no window.
@@ -314,45 +315,20 @@ class EvdevWedgeReader:
         """Whether the device is held exclusively, so no window sees its keystrokes."""
         return self._grabbed
 
-    def start(self) -> None:
-        """Open (and grab) the device and start reading it; idempotent.
+    @property
+    def thread_name(self) -> str:
+        return f"wedge-reader {self.device_path}"
+
+    def _on_start(self) -> None:
+        """Open (and grab) the device.
 
         Raises:
             CardReaderError: the device cannot be opened; the message says what to check.
         """
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
         self._attach(self._open_device(self.device_path))
-        self._thread = threading.Thread(
-            target=self._run, name=f"wedge-reader {self.device_path}", daemon=True
-        )
-        self._thread.start()
 
-    def stop(self, timeout_s: float = 2.0) -> None:
-        """Release the grab, close the device and stop the thread."""
-        self._stop.set()
+    def _on_stop(self) -> None:
         self._detach()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                logger.warning(
-                    "wedge reader thread on %s did not stop in %.1f s", self.device_path, timeout_s
-                )
-            self._thread = None
-
-    def __enter__(self) -> EvdevWedgeReader:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def poll(self) -> CardTap | None:
-        """The oldest tap not yet polled, or None; starts the reader on first use."""
-        self.start()
-        with self._lock:
-            return self._taps.popleft() if self._taps else None
 
     def handle_events(self, events: Iterable[InputEventLike]) -> list[CardTap]:
         """Decode input events into new taps and queue them; the reading thread calls this."""
