@@ -206,6 +206,21 @@ def build_bundle(
     return verify_bundle(out)
 
 
+def append_to_card(folder: Path, title: str, data: Mapping[str, Any]) -> ModelBundle:
+    """Add a JSON section to a bundle's model card and re-hash the manifest (same version)."""
+    bundle = verify_bundle(folder)
+    card = folder / bundle.manifest.model_card
+    card.write_text(
+        card.read_text(encoding="utf-8").rstrip("\n")
+        + f"\n\n## {title}\n```json\n{json.dumps(dict(data), indent=1, ensure_ascii=False)}\n```\n",
+        encoding="utf-8",
+    )
+    fields = bundle.manifest.to_dict()
+    fields.pop("files", None)
+    write_manifest(folder, fields)
+    return verify_bundle(folder)
+
+
 def software_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in ("numpy", "cv2", "onnxruntime", "torch", "torchvision", "ultralytics"):

@@ -97,7 +97,7 @@ def add_parsers(sub: Any) -> None:
     bundle.add_argument("--version", help="bundle version (default: today's date -1)")
     bundle.add_argument("--detector-hours", type=float, default=1.1)
     bundle.add_argument("--imgsz", type=int, default=384)
-    bundle.add_argument("--identifier-epochs", type=int, default=8)
+    bundle.add_argument("--identifier-epochs", type=int, default=16)
     bundle.add_argument("--device", default="cpu", help="cpu, or a CUDA device index")
     bundle.add_argument("--reuse", action="store_true", help="reuse finished runs under --runs")
     bundle.set_defaults(func=cmd_train_default_bundle)

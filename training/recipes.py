@@ -22,12 +22,18 @@ import numpy as np
 import yaml
 
 from terminal.menu_file import load_menu
-from training.bundle import build_bundle, choose_thresholds, model_card, study_scores
+from training.bundle import (
+    append_to_card,
+    build_bundle,
+    choose_thresholds,
+    model_card,
+    study_scores,
+)
 from training.data import prepare_detector_dataset
 from training.identifier import yolo_crops
 from vision.bundle import verify_bundle, write_manifest
 from vision.datasets import LabelledDataset, read_dataset
-from vision.eval_runner import score
+from vision.eval_runner import evaluate_bundle, score
 from vision.gallery import Gallery
 from vision.identifier import Embedder
 from vision.labels import read_class_names
@@ -67,7 +73,7 @@ def make_default_bundle(
     version: str,
     detector_hours: float = 1.1,
     detector_imgsz: int = 384,
-    identifier_epochs: int = 8,
+    identifier_epochs: int = 16,
     device: str = "cpu",
     reuse: bool = False,
     command: str = "",
@@ -206,6 +212,14 @@ def make_default_bundle(
         encoding="utf-8",
     )
     write_manifest(bundle.path, fields)
+    bundle = verify_bundle(bundle.path)
+    # Scored once, at the end, on data never used for training or tuning.
+    strict = evaluate_bundle(bundle.path, paths.vn / "test-strict.yaml")
+    append_to_card(bundle.path, "Evaluation: vn-canteen-trays test-strict (284 photos)", strict)
+    thali = evaluate_bundle(bundle.path, paths.thali / "dataset.original.yaml", few_shot=5)
+    append_to_card(
+        bundle.path, "Evaluation: in-thali-plates as a new menu, 5 references per class", thali
+    )
     bundle = verify_bundle(bundle.path)
     return {
         "bundle": str(bundle.path),

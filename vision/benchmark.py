@@ -30,6 +30,16 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def eight_boxes(width: int, height: int, found: np.ndarray) -> np.ndarray:
     """The detector's boxes, topped up to 8 with tiles of the image."""
     boxes = [tuple(b) for b in found[:8]]
@@ -54,7 +64,7 @@ def bench_recognise(
         "images": len(frames),
         "rounds": rounds,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": _cpu_name(),
             "cores": __import__("os").cpu_count(),
             "onnxruntime": ort.__version__,
         },

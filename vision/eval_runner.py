@@ -46,6 +46,7 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """Score ``bundle_path`` on a labelled dataset; returns the JSON-ready metrics."""
     dataset = read_dataset(dataset_path, format, split)
+    original_version = verify_bundle(bundle_path).version
     with tempfile.TemporaryDirectory(prefix="trayscan-eval-") as tmp:
         used: set[str] = set()
         if few_shot is not None:
@@ -69,7 +70,7 @@ def evaluate_bundle(
             LabelledDataset(dataset.name, images, dataset.class_names, dataset.format),
             mapping,
         )
-    result["bundle"] = recogniser.model_version
+    result["bundle"] = original_version
     result["dataset"] = str(dataset_path)
     if few_shot is not None:
         result["few_shot"] = few_shot
