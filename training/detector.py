@@ -56,13 +56,26 @@ def _torchvision_backbone(model: Any) -> Any | None:
     return first if isinstance(first, TorchVision) else None
 
 
-def fold_imagenet_normalisation(model: Any) -> bool:
-    """Fold ImageNet mean/std into the backbone's first conv and restore BatchNorm eps 1e-5.
+def restore_batchnorm_eps(model: Any) -> None:
+    """Give the torchvision backbone's BatchNorm layers back the eps its weights were trained
+    with (ultralytics sets 1e-3 on every model it builds; eps is not part of a checkpoint)."""
+    from torch import nn
 
-    Returns True when applied, False when there is no torchvision backbone or it was done before.
+    backbone = _torchvision_backbone(model)
+    if backbone is None:
+        return
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = 1e-5
+
+
+def fold_imagenet_normalisation(model: Any) -> bool:
+    """Fold ImageNet mean/std into the backbone's first conv (once per model object).
+
+    Only for a backbone fresh from torchvision's ImageNet weights: weights loaded from one of our
+    checkpoints are folded already. Returns True when applied.
     """
     import torch
-    from torch import nn
 
     backbone = _torchvision_backbone(model)
     if backbone is None or getattr(backbone, "trayscan_normalisation_folded", False):
@@ -75,11 +88,14 @@ def fold_imagenet_normalisation(model: Any) -> bool:
         conv.weight.div_(std)
         shift = (conv.weight * mean).sum(dim=(1, 2, 3))
         bn.running_mean.add_(shift.to(bn.running_mean.dtype))
-    for module in backbone.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = 1e-5
     backbone.trayscan_normalisation_folded = True
     return True
+
+
+def weights_from_checkpoint(trainer: Any) -> bool:
+    """True when the trainer's weights come from a checkpoint of ours (resume or fine-tune)."""
+    model = str(getattr(trainer.args, "model", "") or "")
+    return bool(trainer.args.resume) or (model.endswith(".pt") and bool(trainer.args.pretrained))
 
 
 def _frozen_modules(model: Any) -> list[Any]:
@@ -111,10 +127,20 @@ def _on_pretrain_routine_end(trainer: Any) -> None:
     models = [trainer.model]
     if getattr(trainer, "ema", None) is not None:
         models.append(trainer.ema.ema)
+    from_checkpoint = weights_from_checkpoint(trainer)
     for model in models:
-        if fold_imagenet_normalisation(model):
+        restore_batchnorm_eps(model)
+        if from_checkpoint:
+            _torchvision_backbone_mark_folded(model)
+        elif fold_imagenet_normalisation(model):
             logger.info("folded ImageNet normalisation into the backbone's first conv")
         _freeze_early_blocks(model)
+
+
+def _torchvision_backbone_mark_folded(model: Any) -> None:
+    backbone = _torchvision_backbone(model)
+    if backbone is not None:
+        backbone.trayscan_normalisation_folded = True
 
 
 def _on_train_epoch_start(trainer: Any) -> None:
