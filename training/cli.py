@@ -43,6 +43,7 @@ def cmd_train_default_bundle(args: argparse.Namespace) -> int:
         identifier_epochs=args.identifier_epochs,
         device=args.device,
         reuse=args.reuse,
+        detector_run=args.detector_run,
         command="trayscan " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     print(json.dumps(result, ensure_ascii=False))
@@ -100,6 +101,9 @@ def add_parsers(sub: Any) -> None:
     bundle.add_argument("--identifier-epochs", type=int, default=16)
     bundle.add_argument("--device", default="cpu", help="cpu, or a CUDA device index")
     bundle.add_argument("--reuse", action="store_true", help="reuse finished runs under --runs")
+    bundle.add_argument(
+        "--detector-run", help="the detector run under RUNS/train to use (default dish-mnv2-SIZE)"
+    )
     bundle.set_defaults(func=cmd_train_default_bundle)
 
     detector = actions.add_parser("detector", help="train a dish detector on a YOLO dataset")

@@ -76,6 +76,7 @@ def make_default_bundle(
     identifier_epochs: int = 16,
     device: str = "cpu",
     reuse: bool = False,
+    detector_run: str | None = None,
     command: str = "",
 ) -> dict[str, Any]:
     """Run the whole recipe; with ``reuse``, finished runs under ``paths.runs`` are kept."""
@@ -89,7 +90,7 @@ def make_default_bundle(
         )
     split = json.loads((data_yaml.parent / "split.json").read_text(encoding="utf-8"))
 
-    run_name = f"dish-mnv2-{detector_imgsz}"
+    run_name = detector_run or f"dish-mnv2-{detector_imgsz}"
     detector_onnx = paths.runs / "train" / run_name / "weights" / "detector.onnx"
     best = detector_onnx.with_name("best.pt")
     if not (reuse and best.exists()):
@@ -161,7 +162,8 @@ def make_default_bundle(
         detector={
             "architecture": "ImageNet MobileNetV2 backbone + YOLO11n neck/head, 1 class",
             "imgsz": detector_imgsz,
-            "hours": detector_hours,
+            "run": run_name,
+            "run_args": _run_args(best.parent.parent),
             "device": device,
             "best_epoch_metrics_on_held_out_split": detector_metrics,
         },
@@ -253,6 +255,16 @@ def tune_postprocessing(bundle: Path, held_out: LabelledDataset) -> dict[str, An
             logger.info("post-processing %s", trials[-1])
     best = max(trials, key=lambda t: (t["tray_exact"], t["dish_precision"] + t["dish_recall"]))
     return {"best": {"conf": best["conf"], "containment": best["containment"]}, "trials": trials}
+
+
+def _run_args(run_dir: Path) -> dict[str, Any]:
+    """The ultralytics settings a detector run was trained with (its args.yaml), in short."""
+    args_file = run_dir / "args.yaml"
+    if not args_file.exists():
+        return {}
+    args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
+    keep = ("model", "epochs", "time", "imgsz", "batch", "optimizer", "lr0", "pretrained")
+    return {k: args[k] for k in keep if k in args}
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
