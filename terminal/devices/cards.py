@@ -424,7 +424,9 @@ class SerialCardReader(BackgroundReader):
         self.reconnect_s = reconnect_s
         self._open_port = open_port
         self._clock = clock
-        self._debouncer = Debouncer(debounce_s)
+        # A card left resting on the reader is one tap, not one every few seconds: it must not
+        # pay for the next diner's tray.
+        self._debouncer = Debouncer(debounce_s, extend_on_repeat=True)
         self._decoder: LineProtocol | FrameProtocol = (
             LineProtocol() if protocol == "line" else FrameProtocol()
         )

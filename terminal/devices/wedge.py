@@ -296,7 +296,8 @@ class EvdevWedgeReader(BackgroundReader):
         self.decoder = decoder or WedgeDecoder()
         self.reconnect_s = reconnect_s
         self._open_device = open_device
-        self._debouncer = Debouncer(debounce_s)
+        # A card left resting on the reader is one tap (see SerialCardReader).
+        self._debouncer = Debouncer(debounce_s, extend_on_repeat=True)
         self._queue_size = queue_size
         self._taps: deque[CardTap] = deque()
         self._lock = threading.Lock()
