@@ -113,7 +113,23 @@ class LinearityPoint(StrictModel):
     error_g: float
 
 
-class ScaleProfile(StrictModel):
+class _Calibrated(StrictModel):
+    """A profile section that records when it was calibrated (ISO 8601)."""
+
+    calibrated_at: str
+
+    @field_validator("calibrated_at", mode="before")
+    @classmethod
+    def _timestamp_text(cls, value: object) -> object:
+        return _iso_timestamp(value)
+
+    @field_validator("calibrated_at")
+    @classmethod
+    def _check_timestamp(cls, value: str) -> str:
+        return _check_iso(value)
+
+
+class ScaleProfile(_Calibrated):
     """The scale's calibration: ``true grams = (raw - zero_offset_g) * span_factor``.
 
     Attributes:
@@ -148,16 +164,6 @@ class ScaleProfile(StrictModel):
             )
         return value
 
-    @field_validator("calibrated_at", mode="before")
-    @classmethod
-    def _timestamp_text(cls, value: object) -> object:
-        return _iso_timestamp(value)
-
-    @field_validator("calibrated_at")
-    @classmethod
-    def _check_timestamp(cls, value: str) -> str:
-        return _check_iso(value)
-
     def correct_g(self, raw_g: float) -> float:
         """The true grams of a raw reading, unrounded."""
         return (raw_g - self.zero_offset_g) * self.span_factor
@@ -167,7 +173,7 @@ class ScaleProfile(StrictModel):
         return max(self.linearity, key=lambda point: abs(point.error_g), default=None)
 
 
-class CameraProfile(StrictModel):
+class CameraProfile(_Calibrated):
     """The camera's calibration, measured on a frame of the empty scanner.
 
     Attributes:
@@ -216,16 +222,6 @@ class CameraProfile(StrictModel):
         if height is not None and y2 > height:
             raise ValueError(f"lies outside the frame: y2 {y2} is beyond frame_height {height}")
         return value
-
-    @field_validator("calibrated_at", mode="before")
-    @classmethod
-    def _timestamp_text(cls, value: object) -> object:
-        return _iso_timestamp(value)
-
-    @field_validator("calibrated_at")
-    @classmethod
-    def _check_timestamp(cls, value: str) -> str:
-        return _check_iso(value)
 
 
 class TerminalProfile(StrictModel):

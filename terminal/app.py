@@ -72,6 +72,7 @@ class Terminal:
     recogniser: Recogniser
     backend: PaymentBackend
     truth: GroundTruthRecogniser | None = None
+    profile: TerminalProfile | None = None
 
     def close(self) -> None:
         for part in (self.camera, self.scale, self.card_reader, self.backend):
@@ -93,10 +94,18 @@ def _unsupported(loaded: LoadedConfig, section: str, kind: str) -> StartupError:
 
 
 def check_terminal(loaded: LoadedConfig) -> Menu:
-    """Everything that can be checked without opening a device or writing a file.
+    """Everything that can be checked without opening a device or writing a file, the model
+    bundle's ONNX files included.
 
     Returns today's menu. Raises StartupError naming what is wrong.
     """
+    menu, _ = _check_files(loaded)
+    _recogniser(loaded, menu, check_only=True)
+    return menu
+
+
+def _check_files(loaded: LoadedConfig) -> tuple[Menu, TerminalProfile | None]:
+    """The config's files, menu and calibration profile, checked and read once."""
     problems = check_paths(loaded)
     if problems:
         raise StartupError("\n".join(problems))
@@ -116,8 +125,7 @@ def check_terminal(loaded: LoadedConfig) -> Menu:
     profile = load_calibration(loaded)
     if profile is not None and profile.scale is not None:
         menu = with_measured_tares(menu, profile.scale.tableware_tares_g)
-    _recogniser(loaded, menu, check_only=True)
-    return menu
+    return menu, profile
 
 
 def load_calibration(loaded: LoadedConfig) -> TerminalProfile | None:
@@ -155,7 +163,8 @@ def build_terminal(
     With ``check_only`` nothing is opened or written (see :func:`check_terminal`) and the
     terminal returned has fakes in place of its devices and an in-memory ledger.
     """
-    menu = check_terminal(loaded)
+    # The bundle is verified and loaded once, by _recogniser; a start needs no separate check.
+    menu, profile = _check_files(loaded)
     config = loaded.config
     tray = menu.default_tray()
     recogniser = _recogniser(loaded, menu, check_only=check_only)
@@ -165,7 +174,7 @@ def build_terminal(
     try:
         camera = _camera(loaded, check_only=check_only)
         opened.append(camera)
-        scale = _scale(loaded, check_only=check_only)
+        scale = _scale(loaded, profile, check_only=check_only)
         opened.append(scale)
         card_reader = _card_reader(loaded, check_only=check_only)
         opened.append(card_reader)
@@ -197,7 +206,9 @@ def build_terminal(
         len(menu),
         recogniser.model_version,
     )
-    return Terminal(loaded, menu, session, camera, scale, card_reader, recogniser, ledger, truth)
+    return Terminal(
+        loaded, menu, session, camera, scale, card_reader, recogniser, ledger, truth, profile
+    )
 
 
 def close_quietly(part: object) -> None:
@@ -232,7 +243,7 @@ def _camera(loaded: LoadedConfig, *, check_only: bool) -> FrameSource:
         raise StartupError(f"{loaded.where('camera')}: camera: {exc}") from None
 
 
-def _scale(loaded: LoadedConfig, *, check_only: bool) -> Scale:
+def _scale(loaded: LoadedConfig, profile: TerminalProfile | None, *, check_only: bool) -> Scale:
     scale = loaded.config.scale
     if isinstance(scale, FakeScaleConfig) or check_only:
         settle = scale.settle_readings if isinstance(scale, FakeScaleConfig) else 0
@@ -249,7 +260,6 @@ def _scale(loaded: LoadedConfig, *, check_only: bool) -> Scale:
         )
     except ScaleError as exc:
         raise StartupError(f"{loaded.where('scale')}: scale: {exc}") from None
-    profile = load_calibration(loaded)
     if profile is None or profile.scale is None:
         logger.warning("the scale is not calibrated: run trayscan calibrate scale")
         return serial_scale

@@ -79,12 +79,11 @@ def _run_live(terminal: Terminal, max_trays: int | None) -> int:
     import signal
     import threading
 
-    from terminal.app import load_calibration
     from terminal.live import LiveTerminal
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    profile = load_calibration(terminal.loaded)
+    profile = terminal.profile
     area = profile.camera.tray_area if profile and profile.camera else None
     live = LiveTerminal(terminal, sys.stdout, tray_area=area)
     try:

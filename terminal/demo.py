@@ -248,4 +248,4 @@ class HeadlessDemo:
             self._record.apply(event, self.terminal.session.payment_request)
 
 
-__all__ = ["CheckoutRecord", "HeadlessDemo", "mask_card", "simulated_gross_g"]
+__all__ = ["CheckoutRecord", "HeadlessDemo", "simulated_gross_g"]

@@ -27,7 +27,10 @@ import cv2
 import numpy as np
 
 from training.offline import setup_offline, use_all_cores
+from vision.gallery import Gallery
+from vision.identifier import crop_box
 from vision.labels import label_path_for, read_yolo_labels
+from vision.sources import read_image
 
 if TYPE_CHECKING:
     from vision.datasets import LabelledDataset
@@ -48,27 +51,13 @@ class Crop:
     source: str
 
 
-def crop_box(image: np.ndarray, box: Sequence[float], pad_fraction: float = 0.05) -> np.ndarray:
-    """The box's pixels with a small margin, clipped to the image, never empty."""
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = box
-    pad_x, pad_y = (x2 - x1) * pad_fraction, (y2 - y1) * pad_fraction
-    left = int(max(0, min(width - 2, math.floor(x1 - pad_x))))
-    top = int(max(0, min(height - 2, math.floor(y1 - pad_y))))
-    right = int(min(width, max(left + 2, math.ceil(x2 + pad_x))))
-    bottom = int(min(height, max(top + 2, math.ceil(y2 + pad_y))))
-    return image[top:bottom, left:right]
-
-
 def dataset_crops(dataset: LabelledDataset, images: set[str] | None = None) -> list[Crop]:
     """Every labelled object of ``dataset`` as a crop (optionally only the named image files)."""
     crops = []
     for labelled in dataset.images:
         if images is not None and labelled.path.name not in images:
             continue
-        image = cv2.imread(str(labelled.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode {labelled.path}")
+        image = read_image(labelled.path)
         for obj in labelled.objects:
             crops.append(Crop(crop_box(image, obj.box_xyxy), obj.class_name, labelled.path.name))
     return crops
@@ -78,12 +67,10 @@ def yolo_crops(images: Sequence[Path], class_names: Sequence[str]) -> list[Crop]
     """Crops of every object of YOLO-labelled images (labels beside them in ``labels/``)."""
     crops = []
     for path in images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode {path}")
         label_file = label_path_for(path)
         if not label_file.exists():
             continue
+        image = read_image(path)
         height, width = image.shape[:2]
         for box in read_yolo_labels(label_file, width, height):
             crops.append(Crop(crop_box(image, box.box_xyxy), class_names[box.class_id], path.name))
@@ -188,13 +175,15 @@ def gallery_top1(
     queries: np.ndarray,
     query_labels: Sequence[str],
 ) -> float:
-    """Top-1 of class-mean prototypes (cosine) built from ``reference``."""
-    classes = sorted(set(reference_labels))
+    """Top-1 of ``queries`` against a gallery of ``reference`` matched by class prototypes, the
+    way the terminal's identifier matches."""
+    gallery = Gallery(reference.shape[1])
     labels = np.array(reference_labels)
-    prototypes = np.stack([reference[labels == c].mean(axis=0) for c in classes])
-    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-    best = np.argmax(queries @ prototypes.T, axis=1)
-    return float(np.mean([classes[b] == t for b, t in zip(best, query_labels, strict=True)]))
+    for label in sorted(set(reference_labels)):
+        members = np.flatnonzero(labels == label)
+        gallery.add(label, reference[members], [f"{label}:{i}" for i in members])
+    best = [c[0].dish_id if c else None for c in gallery.match(queries, k=1)]
+    return float(np.mean([b == t for b, t in zip(best, query_labels, strict=True)]))
 
 
 def few_shot_split(

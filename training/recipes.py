@@ -242,7 +242,7 @@ def tune_postprocessing(bundle: Path, held_out: LabelledDataset) -> dict[str, An
         for containment in (0.7, 0.85, 1.0):
             recogniser.detector.conf = conf
             recogniser.detector.containment = containment
-            scores = score(recogniser, held_out, mapping)
+            scores = score(recogniser, held_out, mapping, map_conf=None)
             trials.append(
                 {
                     "conf": conf,

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vision.bundle import verify_bundle
+from vision.bundle import ModelBundle, verify_bundle
 from vision.datasets import LabelledDataset, read_dataset
 from vision.evaluation import TrayPrediction, TrayTruth, average_precision_50, evaluate
+from vision.identifier import Embedder
 from vision.recogniser import BundleRecogniser
 from vision.references import (
     add_references,
@@ -46,21 +47,29 @@ def evaluate_bundle(
 ) -> dict[str, Any]:
     """Score ``bundle_path`` on a labelled dataset; returns the JSON-ready metrics."""
     dataset = read_dataset(dataset_path, format, split)
-    original_version = verify_bundle(bundle_path).version
+    bundle = verify_bundle(bundle_path)
+    original_version = bundle.version
     with tempfile.TemporaryDirectory(prefix="trayscan-eval-") as tmp:
         used: set[str] = set()
         if few_shot is not None:
             copy = Path(tmp) / "bundle"
             shutil.copytree(bundle_path, copy)
-            bundle = verify_bundle(copy)
-            recogniser = BundleRecogniser(bundle, threads=threads)
+            bundle = ModelBundle(copy, bundle.manifest, bundle.dishes)
+            spec = bundle.manifest.identifier
+            embedder = Embedder(
+                bundle.path_of(spec.file),
+                input_size=spec.input_size,
+                mean=spec.mean,
+                std=spec.std,
+                threads=threads,
+            )
             references = references_from_dataset(
-                dataset, recogniser.identifier.embedder, max_per_class=few_shot, seed=seed
+                dataset, embedder, max_per_class=few_shot, seed=seed
             )
             add_references(bundle, references, replace=True)
             used = references.used_images
-            bundle_path = copy
-        recogniser = BundleRecogniser.from_path(bundle_path, threads=threads)
+            bundle = verify_bundle(copy)
+        recogniser = BundleRecogniser(bundle, threads=threads)
         mapping = class_to_dish_from_bundle(recogniser.bundle.dishes)
         images = [img for img in dataset.images if str(img.path) not in used]
         if limit is not None:
@@ -83,12 +92,13 @@ def score(
     dataset: LabelledDataset,
     class_to_dish: dict[str, str],
     *,
-    map_conf: float = 0.01,
+    map_conf: float | None = 0.01,
 ) -> dict[str, Any]:
     """Run the recogniser over every image and compute the metrics.
 
     ``detector_map50`` ranks every box the detector scores above ``map_conf`` (the usual way to
     measure a detector); ``detector_map50_at_conf`` only the boxes the terminal really uses.
+    ``map_conf=None`` skips that second detector pass and reports only the latter.
     """
     predictions, truths, all_boxes = [], [], []
     for labelled in dataset.images:
@@ -117,10 +127,12 @@ def score(
                 ],
             )
         )
-        all_boxes.append(_all_detections(recogniser, image, map_conf))
+        if map_conf is not None:
+            all_boxes.append(_all_detections(recogniser, image, map_conf))
     result = evaluate(predictions, truths)
     result["detector_map50_at_conf"] = result["detector_map50"]
-    result["detector_map50"] = round(average_precision_50(all_boxes, truths), 4)
+    if map_conf is not None:
+        result["detector_map50"] = round(average_precision_50(all_boxes, truths), 4)
     return result
 
 

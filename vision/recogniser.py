@@ -7,7 +7,6 @@ The result is a :class:`vision.types.TrayRecognition` whatever the backend.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from vision.detector import OnnxYoloDetector
 from vision.gallery import Gallery, GalleryError, MatchMode
 from vision.identifier import Embedder, Identifier, IdentifierThresholds
 from vision.onnx import ModelLoadError
-from vision.references import References, add_references
+from vision.references import References, add_references, reference_hash
 from vision.types import Detections, Frame, TrayRecognition
 
 logger = logging.getLogger(__name__)
@@ -156,12 +155,13 @@ class SwappableRecogniser:
         Raises:
             BundleError: the bundle is refused; the running one stays.
         """
+        # Loaded before it is installed, so a bundle whose models fail is never installed.
         candidate = BundleRecogniser.from_path(source, threads=self.threads)
         installed = self.store.install(source)
-        loaded = BundleRecogniser(installed, threads=self.threads)
-        del candidate
+        # The store's copy has the same hashes; the models already in memory serve it.
+        candidate.bundle = installed
         with self._lock:
-            self._active = loaded
+            self._active = candidate
         logger.info("model bundle %s is now in use", installed.version)
         return installed.version
 
@@ -181,10 +181,8 @@ class SwappableRecogniser:
         """
         active = self.active
         embedding = active.identifier.embed_boxes(image, np.array([box_xyxy], np.float32))[0]
-        digest = hashlib.sha256(image.tobytes())
-        digest.update(",".join(f"{v:.1f}" for v in box_xyxy).encode())
         references = References()
-        references.add(dish_id, embedding, digest.hexdigest())
+        references.add(dish_id, embedding, reference_hash(image.tobytes(), box_xyxy))
         with tempfile.TemporaryDirectory(prefix=".correction-", dir=self.store.root) as tmp:
             copy = Path(tmp) / "bundle"
             shutil.copytree(active.bundle.path, copy)

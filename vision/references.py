@@ -37,9 +37,9 @@ def dish_id_for(class_name: str) -> str:
     return slug or "dish"
 
 
-def reference_hash(image_path: Path, box: Sequence[float]) -> str:
-    """Provenance of a reference: the image's bytes and the box, hashed."""
-    digest = hashlib.sha256(image_path.read_bytes())
+def reference_hash(image: bytes, box: Sequence[float]) -> str:
+    """Provenance of a reference: the image (file or pixel bytes) and the box, hashed."""
+    digest = hashlib.sha256(image)
     digest.update(",".join(f"{v:.1f}" for v in box).encode())
     return digest.hexdigest()
 
@@ -116,9 +116,10 @@ def references_from_dataset(
         objects = [by_path[path].objects[i] for i in indexes]
         crops = [crop_box(image, obj.box_xyxy) for obj in objects]
         embeddings = embedder.embed(crops)
+        data = path.read_bytes()
         for obj, embedding in zip(objects, embeddings, strict=True):
             dish = mapping.get(obj.class_name) or dish_id_for(obj.class_name)
-            references.add(dish, embedding, reference_hash(path, obj.box_xyxy))
+            references.add(dish, embedding, reference_hash(data, obj.box_xyxy))
         references.used_images.add(str(path))
     return references
 
@@ -144,7 +145,7 @@ def references_from_photos(
         else:
             box = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
         embedding = embedder.embed([crop_box(image, box)])[0]
-        references.add(dish_id, embedding, reference_hash(path, box))
+        references.add(dish_id, embedding, reference_hash(path.read_bytes(), box))
         references.used_images.add(str(path))
     if not references.count:
         raise ValueError(f"no readable photos in {photos}")
