@@ -17,14 +17,23 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from terminal.backend.wire import ACCOUNT_METHODS, METHODS, transaction_body
 from terminal.core.money import Fen, require_fen
-from terminal.core.ports import Account, PaymentDeclinedError
+from terminal.core.ports import (
+    Account,
+    PaymentDeclinedError,
+    RefundReceipt,
+    RefundRequest,
+    TransactionRecord,
+    VoidResult,
+)
 from terminal.core.session import PaymentReceipt, PaymentRequest
 
 logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -41,12 +50,25 @@ CREATE TABLE IF NOT EXISTS transactions (
     transaction_id    TEXT PRIMARY KEY,
     checkout_id       TEXT NOT NULL,
     terminal_id       TEXT NOT NULL,
-    account_id        TEXT NOT NULL REFERENCES accounts(account_id),
+    account_id        TEXT REFERENCES accounts(account_id),
     method            TEXT NOT NULL,
     amount_fen        INTEGER NOT NULL CHECK (amount_fen >= 0),
-    balance_after_fen INTEGER NOT NULL,
+    balance_after_fen INTEGER,
     lines_json        TEXT NOT NULL,
-    created_at        REAL NOT NULL
+    created_at        REAL NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'charged' CHECK (status IN ('charged', 'voided')),
+    refunded_fen      INTEGER NOT NULL DEFAULT 0 CHECK (refunded_fen >= 0),
+    offline           INTEGER NOT NULL DEFAULT 0,
+    CHECK (refunded_fen <= amount_fen)
+);
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id      TEXT PRIMARY KEY,
+    transaction_id TEXT NOT NULL REFERENCES transactions(transaction_id),
+    amount_fen     INTEGER NOT NULL CHECK (amount_fen > 0),
+    reason         TEXT NOT NULL,
+    cashier_id     TEXT NOT NULL,
+    balance_after_fen INTEGER,
+    created_at     REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS top_ups (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,28 +78,33 @@ CREATE TABLE IF NOT EXISTS top_ups (
 );
 """
 
+# Version 1 ledgers had no voids, refunds or tender without an account.
+_MIGRATE_FROM_1 = (
+    """
+ALTER TABLE transactions RENAME TO transactions_v1;
+"""
+    + SCHEMA
+    + """
+INSERT INTO transactions (transaction_id, checkout_id, terminal_id, account_id, method,
+    amount_fen, balance_after_fen, lines_json, created_at)
+SELECT transaction_id, checkout_id, terminal_id, account_id, method, amount_fen,
+    balance_after_fen, lines_json, created_at FROM transactions_v1;
+DROP TABLE transactions_v1;
+"""
+)
+
+_RECORD_COLUMNS = (
+    "transaction_id, checkout_id, terminal_id, account_id, method, amount_fen, "
+    "balance_after_fen, status, refunded_fen, offline, created_at"
+)
+
 
 class LedgerError(RuntimeError):
     """The ledger file cannot be used (unreadable, not a trayscan ledger, ...)."""
 
 
-@dataclass(frozen=True)
-class LedgerTransaction:
-    """A recorded charge, as read back from the ledger."""
-
-    transaction_id: str
-    checkout_id: str
-    terminal_id: str
-    account_id: str
-    method: str
-    amount_fen: Fen
-    balance_after_fen: Fen
-    lines: list[dict[str, object]]
-    created_at: float
-
-
 class EmbeddedLedger:
-    """Accounts and transactions in SQLite; implements ``PaymentBackend``.
+    """Accounts and transactions in SQLite; implements ``LedgerBackend``.
 
     Args:
         path: the SQLite file; its folder is created when missing. ``":memory:"`` keeps
@@ -94,9 +121,20 @@ class EmbeddedLedger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.path} is schema version {version}, newer than this trayscan "
+                f"({SCHEMA_VERSION}); upgrade trayscan"
+            )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(transactions)")}
+        script = _MIGRATE_FROM_1 if columns and "status" not in columns else SCHEMA
+        self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -135,6 +173,15 @@ class EmbeddedLedger:
                 (card_id, account_id),
             )
 
+    def set_blocked(self, account_id: str, blocked: bool) -> None:
+        """Block an account (a lost card) or unblock it."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE accounts SET blocked = ? WHERE account_id = ?", (int(blocked), account_id)
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"no account {account_id!r}")
+
     def top_up(self, account_id: str, amount_fen: Fen) -> Fen:
         """Add money to an account; returns the new balance."""
         require_fen(amount_fen, "top-up")
@@ -151,82 +198,75 @@ class EmbeddedLedger:
                 "INSERT INTO top_ups (account_id, amount_fen, created_at) VALUES (?, ?, ?)",
                 (account_id, amount_fen, time.time()),
             )
-            row = db.execute(
-                "SELECT balance_fen FROM accounts WHERE account_id = ?", (account_id,)
-            ).fetchone()
-        return int(row[0])
+            return _balance(db, account_id)
 
-    # --- payment backend ------------------------------------------------------------------
+    def cards(self) -> list[tuple[str, Account]]:
+        """Every card with its account, for an offline cache."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.card_id, a.account_id, a.display_name, a.balance_fen, a.blocked "
+                "FROM cards c JOIN accounts a ON a.account_id = c.account_id ORDER BY c.card_id"
+            ).fetchall()
+        return [(row[0], Account(row[1], row[2], int(row[3]), bool(row[4]))) for row in rows]
+
+    # --- the backend contract -------------------------------------------------------------
 
     def lookup_card(self, card_id: str) -> Account | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT a.account_id, a.display_name, a.balance_fen FROM cards c "
+                "SELECT a.account_id, a.display_name, a.balance_fen, a.blocked FROM cards c "
                 "JOIN accounts a ON a.account_id = c.account_id WHERE c.card_id = ?",
                 (card_id,),
             ).fetchone()
-        return Account(row[0], row[1], int(row[2])) if row else None
+        return Account(row[0], row[1], int(row[2]), bool(row[3])) if row else None
 
-    def account(self, account_id: str) -> Account | None:
+    def lookup_account(self, account_id: str) -> Account | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT account_id, display_name, balance_fen FROM accounts WHERE account_id = ?",
+                "SELECT account_id, display_name, balance_fen, blocked FROM accounts "
+                "WHERE account_id = ?",
                 (account_id,),
             ).fetchone()
-        return Account(row[0], row[1], int(row[2])) if row else None
+        return Account(row[0], row[1], int(row[2]), bool(row[3])) if row else None
+
+    def account(self, account_id: str) -> Account | None:
+        """The same as :meth:`lookup_account`."""
+        return self.lookup_account(account_id)
 
     def charge(self, request: PaymentRequest, account_id: str) -> PaymentReceipt:
-        """Debit ``account_id`` by the request's amount, once per transaction id.
+        """Record the request's transaction, debiting ``account_id``, once per transaction id.
+
+        Cash and other tender move no balance (``account_id`` is ignored for them).
 
         Raises:
-            PaymentDeclinedError: unknown or blocked account, or a balance that does not cover it.
+            PaymentDeclinedError: unknown or blocked account, a balance that does not cover it,
+                an id voided before it was charged, or an id reused for another amount.
         """
         require_fen(request.amount_fen, "amount")
         if request.amount_fen < 0:
             raise PaymentDeclinedError("negative amount", "invalid_amount")
+        if request.method not in METHODS:
+            raise PaymentDeclinedError(f"unknown payment method {request.method!r}", "rejected")
+        debit = request.method in ACCOUNT_METHODS
+        target = account_id if debit else None
         with self._write() as db:
             existing = db.execute(
-                "SELECT account_id, method, amount_fen, balance_after_fen FROM transactions "
-                "WHERE transaction_id = ?",
+                "SELECT account_id, method, amount_fen, balance_after_fen, status, offline "
+                "FROM transactions WHERE transaction_id = ?",
                 (request.transaction_id,),
             ).fetchone()
             if existing:
-                logger.info("transaction %s already charged", request.transaction_id)
-                return PaymentReceipt(
-                    request.transaction_id, existing[0], existing[1], existing[2], existing[3]
+                return _repeat(request, target, existing)
+            balance_after: int | None = None
+            if debit:
+                cursor = db.execute(
+                    "UPDATE accounts SET balance_fen = balance_fen - ? "
+                    "WHERE account_id = ? AND blocked = 0 AND balance_fen >= ?",
+                    (request.amount_fen, account_id, request.amount_fen),
                 )
-            cursor = db.execute(
-                "UPDATE accounts SET balance_fen = balance_fen - ? "
-                "WHERE account_id = ? AND blocked = 0 AND balance_fen >= ?",
-                (request.amount_fen, account_id, request.amount_fen),
-            )
-            if cursor.rowcount != 1:
-                row = db.execute(
-                    "SELECT balance_fen, blocked FROM accounts WHERE account_id = ?",
-                    (account_id,),
-                ).fetchone()
-                if row is None:
-                    raise PaymentDeclinedError("unknown account", "unknown_account")
-                if row[1]:
-                    raise PaymentDeclinedError("account blocked", "blocked")
-                raise PaymentDeclinedError(
-                    f"balance {row[0]} fen does not cover {request.amount_fen} fen",
-                    "insufficient_balance",
-                )
-            balance_after = int(
-                db.execute(
-                    "SELECT balance_fen FROM accounts WHERE account_id = ?", (account_id,)
-                ).fetchone()[0]
-            )
-            lines = [
-                {
-                    "item_id": line.item_id,
-                    "grams": line.grams,
-                    "price_fen": line.price_fen,
-                    "pricing": line.pricing.value,
-                }
-                for line in request.priced.lines
-            ]
+                if cursor.rowcount != 1:
+                    raise _decline(db, account_id, request.amount_fen)
+                balance_after = _balance(db, account_id)
             db.execute(
                 "INSERT INTO transactions (transaction_id, checkout_id, terminal_id, account_id, "
                 "method, amount_fen, balance_after_fen, lines_json, created_at) "
@@ -235,41 +275,217 @@ class EmbeddedLedger:
                     request.transaction_id,
                     request.checkout_id,
                     request.terminal_id,
-                    account_id,
+                    target,
                     request.method,
                     request.amount_fen,
                     balance_after,
-                    json.dumps(lines, ensure_ascii=False),
+                    json.dumps(transaction_body(request, target)["lines"], ensure_ascii=False),
                     request.created_at,
                 ),
             )
         return PaymentReceipt(
-            request.transaction_id, account_id, request.method, request.amount_fen, balance_after
+            request.transaction_id, target or "", request.method, request.amount_fen, balance_after
         )
 
-    def transaction(self, transaction_id: str) -> LedgerTransaction | None:
-        """The recorded transaction with this id, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT transaction_id, checkout_id, terminal_id, account_id, method, amount_fen, "
-                "balance_after_fen, lines_json, created_at FROM transactions "
-                "WHERE transaction_id = ?",
+    def void(self, transaction_id: str, reason: str) -> VoidResult:
+        """Cancel a transaction in full, giving back what was not refunded yet; idempotent.
+
+        An id never charged gets a tombstone, so that a late charge of it is refused.
+        """
+        with self._write() as db:
+            row = db.execute(
+                "SELECT account_id, method, amount_fen, status, refunded_fen "
+                "FROM transactions WHERE transaction_id = ?",
                 (transaction_id,),
             ).fetchone()
-        if row is None:
-            return None
-        return LedgerTransaction(
-            transaction_id=row[0],
-            checkout_id=row[1],
-            terminal_id=row[2],
-            account_id=row[3],
-            method=row[4],
-            amount_fen=int(row[5]),
-            balance_after_fen=int(row[6]),
-            lines=json.loads(row[7]),
-            created_at=float(row[8]),
+            if row is None:
+                db.execute(
+                    "INSERT INTO transactions (transaction_id, checkout_id, terminal_id, "
+                    "account_id, method, amount_fen, balance_after_fen, lines_json, created_at, "
+                    "status) VALUES (?, '', '', NULL, 'void', 0, NULL, '[]', ?, 'voided')",
+                    (transaction_id, time.time()),
+                )
+                logger.info(
+                    "void of unknown transaction %s: tombstone (%s)", transaction_id, reason
+                )
+                return VoidResult(transaction_id, 0, None)
+            account_id, method, amount, status, refunded = row
+            if status == "voided":
+                balance = _balance(db, account_id) if account_id else None
+                return VoidResult(transaction_id, 0, balance)
+            give_back = int(amount) - int(refunded)
+            db.execute(
+                "UPDATE transactions SET status = 'voided', refunded_fen = amount_fen "
+                "WHERE transaction_id = ?",
+                (transaction_id,),
+            )
+            balance_after: int | None = None
+            if account_id and method in ACCOUNT_METHODS:
+                db.execute(
+                    "UPDATE accounts SET balance_fen = balance_fen + ? WHERE account_id = ?",
+                    (give_back, account_id),
+                )
+                balance_after = _balance(db, account_id)
+            logger.info("voided %s (%s): %d fen back", transaction_id, reason, give_back)
+            return VoidResult(transaction_id, give_back, balance_after)
+
+    def refund(self, request: RefundRequest) -> RefundReceipt:
+        """Give back part or all of a charged transaction; idempotent by ``refund_id``."""
+        require_fen(request.amount_fen, "refund")
+        if request.amount_fen <= 0:
+            raise PaymentDeclinedError("a refund must be positive", "invalid_amount")
+        with self._write() as db:
+            done = db.execute(
+                "SELECT transaction_id, amount_fen, balance_after_fen FROM refunds "
+                "WHERE refund_id = ?",
+                (request.refund_id,),
+            ).fetchone()
+            if done:
+                if done[0] != request.transaction_id or int(done[1]) != request.amount_fen:
+                    raise PaymentDeclinedError(
+                        f"refund id {request.refund_id} was used for another refund", "conflict"
+                    )
+                balance = int(done[2]) if done[2] is not None else None
+                return RefundReceipt(request.refund_id, done[0], int(done[1]), balance)
+            row = db.execute(
+                "SELECT account_id, method, amount_fen, status, refunded_fen "
+                "FROM transactions WHERE transaction_id = ?",
+                (request.transaction_id,),
+            ).fetchone()
+            if row is None:
+                raise PaymentDeclinedError(
+                    f"no transaction {request.transaction_id}", "unknown_transaction"
+                )
+            account_id, method, amount, status, refunded = row
+            if status == "voided":
+                raise PaymentDeclinedError(
+                    f"transaction {request.transaction_id} is voided", "voided"
+                )
+            left = int(amount) - int(refunded)
+            if request.amount_fen > left:
+                raise PaymentDeclinedError(
+                    f"refund of {request.amount_fen} fen exceeds the {left} fen left of "
+                    f"transaction {request.transaction_id}",
+                    "refund_exceeds",
+                )
+            db.execute(
+                "UPDATE transactions SET refunded_fen = refunded_fen + ? WHERE transaction_id = ?",
+                (request.amount_fen, request.transaction_id),
+            )
+            balance_after: int | None = None
+            if account_id and method in ACCOUNT_METHODS:
+                db.execute(
+                    "UPDATE accounts SET balance_fen = balance_fen + ? WHERE account_id = ?",
+                    (request.amount_fen, account_id),
+                )
+                balance_after = _balance(db, account_id)
+            db.execute(
+                "INSERT INTO refunds (refund_id, transaction_id, amount_fen, reason, cashier_id, "
+                "balance_after_fen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.refund_id,
+                    request.transaction_id,
+                    request.amount_fen,
+                    request.reason,
+                    request.cashier_id,
+                    balance_after,
+                    time.time(),
+                ),
+            )
+        return RefundReceipt(
+            request.refund_id, request.transaction_id, request.amount_fen, balance_after
         )
 
-    def transaction_count(self) -> int:
+    def transaction(self, transaction_id: str) -> TransactionRecord | None:
+        """The recorded transaction (or tombstone) with this id, or None."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
+            row = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM transactions WHERE transaction_id = ?",
+                (transaction_id,),
+            ).fetchone()
+        return _record(row) if row else None
+
+    def transactions(self) -> list[TransactionRecord]:
+        """Every transaction and tombstone, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM transactions ORDER BY created_at, transaction_id"
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def transaction_lines(self, transaction_id: str) -> list[dict[str, object]]:
+        """The priced lines recorded with a transaction (empty for a tombstone)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT lines_json FROM transactions WHERE transaction_id = ?", (transaction_id,)
+            ).fetchone()
+        return list(json.loads(row[0])) if row else []
+
+    def transaction_count(self) -> int:
+        """How many transactions were charged (tombstones and voids not counted)."""
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM transactions WHERE status = 'charged'"
+                ).fetchone()[0]
+            )
+
+
+def _balance(db: sqlite3.Connection, account_id: str) -> int:
+    return int(
+        db.execute(
+            "SELECT balance_fen FROM accounts WHERE account_id = ?", (account_id,)
+        ).fetchone()[0]
+    )
+
+
+def _decline(db: sqlite3.Connection, account_id: str, amount_fen: int) -> PaymentDeclinedError:
+    row = db.execute(
+        "SELECT balance_fen, blocked FROM accounts WHERE account_id = ?", (account_id,)
+    ).fetchone()
+    if row is None:
+        return PaymentDeclinedError("unknown account", "unknown_account")
+    if row[1]:
+        return PaymentDeclinedError("account blocked", "blocked")
+    return PaymentDeclinedError(
+        f"balance {row[0]} fen does not cover {amount_fen} fen", "insufficient_balance"
+    )
+
+
+def _repeat(
+    request: PaymentRequest, account_id: str | None, existing: tuple[object, ...]
+) -> PaymentReceipt:
+    """The answer to a transaction id seen before: its first receipt, or a refusal."""
+    stored_account, method, amount, balance_after, status, offline = existing
+    if status == "voided":
+        raise PaymentDeclinedError(f"transaction {request.transaction_id} was voided", "voided")
+    if (stored_account, method, amount) != (account_id, request.method, request.amount_fen):
+        raise PaymentDeclinedError(
+            f"transaction id {request.transaction_id} was used for another payment", "conflict"
+        )
+    logger.info("transaction %s already charged", request.transaction_id)
+    return PaymentReceipt(
+        request.transaction_id,
+        str(stored_account or ""),
+        str(method),
+        int(str(amount)),
+        int(str(balance_after)) if balance_after is not None else None,
+        bool(offline),
+    )
+
+
+def _record(row: tuple[object, ...]) -> TransactionRecord:
+    balance = row[6]
+    return TransactionRecord(
+        transaction_id=str(row[0]),
+        checkout_id=str(row[1]),
+        terminal_id=str(row[2]),
+        account_id=str(row[3]) if row[3] is not None else None,
+        method=str(row[4]),
+        amount_fen=int(str(row[5])),
+        balance_after_fen=int(str(balance)) if balance is not None else None,
+        status=str(row[7]),
+        refunded_fen=int(str(row[8])),
+        offline=bool(row[9]),
+        created_at=float(str(row[10])),
+    )
