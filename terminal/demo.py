@@ -236,9 +236,7 @@ class HeadlessDemo:
         self.cards.tap_next()
         tap = self.cards.poll()
         assert tap is not None
-        outcome = take_card_payment(
-            self.terminal.session, self.terminal.backend, tap.card_id, posted_on_charge=True
-        )
+        outcome = take_card_payment(self.terminal.session, self.terminal.backend, tap.card_id)
         record = self._record
         if outcome.account is not None and record is not None and record.payment is not None:
             record.payment["account_name"] = outcome.account.display_name

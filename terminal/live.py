@@ -174,7 +174,7 @@ class LiveTerminal:
                 session.recognised(recognition)
         if session.state is CheckoutState.AWAITING_PAYMENT and self.pending_tap is not None:
             tap, self.pending_tap = self.pending_tap, None
-            take_card_payment(session, self.terminal.backend, tap.card_id, posted_on_charge=True)
+            take_card_payment(session, self.terminal.backend, tap.card_id)
 
     def _tray_gone(self) -> None:
         self.settled_frame = None

@@ -8,9 +8,17 @@ session back to awaiting payment with a reason the diner can read.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from terminal.core.ports import Account, PaymentBackend, PaymentDeclinedError
+from terminal.core.ports import (
+    Account,
+    BackendRequestError,
+    BackendUnavailableError,
+    LedgerBackend,
+    PaymentBackend,
+    PaymentDeclinedError,
+)
 from terminal.core.session import CheckoutSession, PaymentReceipt
 
 logger = logging.getLogger(__name__)
@@ -33,21 +41,43 @@ class PaymentOutcome:
 
 
 def take_card_payment(
-    session: CheckoutSession, backend: PaymentBackend, card_id: str, *, posted_on_charge: bool
+    session: CheckoutSession, backend: PaymentBackend, card_id: str
 ) -> PaymentOutcome:
     """Charge the tray in ``session`` to the account of ``card_id``.
 
     Args:
         session: a session awaiting payment.
-        backend: where accounts and charges live.
+        backend: where accounts and charges live (the embedded ledger, or the outbox in front
+            of a remote backend).
         card_id: the canonical card id that was tapped.
-        posted_on_charge: the backend *is* the ledger (embedded mode), so a committed charge is
-            also posted.
     """
-    request = session.start_payment("card", card_id)
-    account = backend.lookup_card(card_id)
+    return _take_payment(session, backend, "card", card_id, backend.lookup_card)
+
+
+def take_face_payment(
+    session: CheckoutSession, backend: LedgerBackend, account_id: str
+) -> PaymentOutcome:
+    """Charge the tray to the account a face match named: the same path as a card."""
+    return _take_payment(session, backend, "face", account_id, backend.lookup_account)
+
+
+def _take_payment(
+    session: CheckoutSession,
+    backend: PaymentBackend,
+    method: str,
+    credential: str,
+    lookup: Callable[[str], Account | None],
+) -> PaymentOutcome:
+    request = session.start_payment(method, credential)
+    try:
+        account = lookup(credential)
+    except (BackendUnavailableError, BackendRequestError, PaymentDeclinedError) as exc:
+        reason = getattr(exc, "reason", None) or f"the canteen system cannot be reached: {exc}"
+        session.payment_declined(reason)
+        return PaymentOutcome(None, None, reason)
     if account is None:
-        reason = f"card {mask_card(card_id)} is not registered"
+        what = f"card {mask_card(credential)}" if method == "card" else "this face account"
+        reason = f"{what} is not registered"
         session.payment_declined(reason)
         return PaymentOutcome(None, None, reason)
     try:
@@ -55,7 +85,13 @@ def take_card_payment(
     except PaymentDeclinedError as exc:
         session.payment_declined(exc.reason)
         return PaymentOutcome(None, account, exc.reason)
+    except Exception as exc:
+        # Nothing durable says "paid", so the diner must not be told so.
+        logger.exception("payment %s failed", request.transaction_id)
+        session.payment_declined(f"payment failed: {exc}")
+        return PaymentOutcome(None, account, str(exc))
     session.payment_approved(receipt)
-    if posted_on_charge:
+    if not receipt.offline:
+        # The backend holds it now: either it *is* the ledger or it answered the post.
         session.posted(receipt.transaction_id)
     return PaymentOutcome(receipt, account)

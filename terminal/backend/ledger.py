@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from terminal.backend.wire import ACCOUNT_METHODS, METHODS, transaction_body
 from terminal.core.money import Fen, require_fen
@@ -200,14 +201,15 @@ class EmbeddedLedger:
             )
             return _balance(db, account_id)
 
-    def cards(self) -> list[tuple[str, Account]]:
-        """Every card with its account, for an offline cache."""
+    def cards(self) -> tuple[list[tuple[str, Account]], float]:
+        """Every card with its account, and when this snapshot was taken (for a cache)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.card_id, a.account_id, a.display_name, a.balance_fen, a.blocked "
                 "FROM cards c JOIN accounts a ON a.account_id = c.account_id ORDER BY c.card_id"
             ).fetchall()
-        return [(row[0], Account(row[1], row[2], int(row[3]), bool(row[4]))) for row in rows]
+        cards = [(row[0], Account(row[1], row[2], int(row[3]), bool(row[4]))) for row in rows]
+        return cards, time.time()
 
     # --- the backend contract -------------------------------------------------------------
 
@@ -242,50 +244,59 @@ class EmbeddedLedger:
             PaymentDeclinedError: unknown or blocked account, a balance that does not cover it,
                 an id voided before it was charged, or an id reused for another amount.
         """
-        require_fen(request.amount_fen, "amount")
-        if request.amount_fen < 0:
+        target = account_id if request.method in ACCOUNT_METHODS else None
+        return self.post_transaction(transaction_body(request, target))
+
+    def post_transaction(self, body: dict[str, Any]) -> PaymentReceipt:
+        """Record a transaction body (``wire.transaction_body``); idempotent by its id."""
+        transaction_id = str(body["transaction_id"])
+        amount = body["amount_fen"]
+        require_fen(amount, "amount")
+        if amount < 0:
             raise PaymentDeclinedError("negative amount", "invalid_amount")
-        if request.method not in METHODS:
-            raise PaymentDeclinedError(f"unknown payment method {request.method!r}", "rejected")
-        debit = request.method in ACCOUNT_METHODS
+        method = str(body["method"])
+        if method not in METHODS:
+            raise PaymentDeclinedError(f"unknown payment method {method!r}", "rejected")
+        debit = method in ACCOUNT_METHODS
+        account_id = str(body.get("account_id") or "")
         target = account_id if debit else None
+        offline = bool(body.get("offline", False))
         with self._write() as db:
             existing = db.execute(
                 "SELECT account_id, method, amount_fen, balance_after_fen, status, offline "
                 "FROM transactions WHERE transaction_id = ?",
-                (request.transaction_id,),
+                (transaction_id,),
             ).fetchone()
             if existing:
-                return _repeat(request, target, existing)
+                return _repeat(transaction_id, (target, method, amount), existing)
             balance_after: int | None = None
             if debit:
                 cursor = db.execute(
                     "UPDATE accounts SET balance_fen = balance_fen - ? "
                     "WHERE account_id = ? AND blocked = 0 AND balance_fen >= ?",
-                    (request.amount_fen, account_id, request.amount_fen),
+                    (amount, account_id, amount),
                 )
                 if cursor.rowcount != 1:
-                    raise _decline(db, account_id, request.amount_fen)
+                    raise _decline(db, account_id, amount)
                 balance_after = _balance(db, account_id)
             db.execute(
                 "INSERT INTO transactions (transaction_id, checkout_id, terminal_id, account_id, "
-                "method, amount_fen, balance_after_fen, lines_json, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "method, amount_fen, balance_after_fen, lines_json, created_at, offline) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    request.transaction_id,
-                    request.checkout_id,
-                    request.terminal_id,
+                    transaction_id,
+                    str(body.get("checkout_id", "")),
+                    str(body.get("terminal_id", "")),
                     target,
-                    request.method,
-                    request.amount_fen,
+                    method,
+                    amount,
                     balance_after,
-                    json.dumps(transaction_body(request, target)["lines"], ensure_ascii=False),
-                    request.created_at,
+                    json.dumps(body.get("lines", []), ensure_ascii=False),
+                    float(body.get("created_at") or time.time()),
+                    int(offline),
                 ),
             )
-        return PaymentReceipt(
-            request.transaction_id, target or "", request.method, request.amount_fen, balance_after
-        )
+        return PaymentReceipt(transaction_id, target or "", method, amount, balance_after, offline)
 
     def void(self, transaction_id: str, reason: str) -> VoidResult:
         """Cancel a transaction in full, giving back what was not refunded yet; idempotent.
@@ -453,19 +464,19 @@ def _decline(db: sqlite3.Connection, account_id: str, amount_fen: int) -> Paymen
 
 
 def _repeat(
-    request: PaymentRequest, account_id: str | None, existing: tuple[object, ...]
+    transaction_id: str, asked: tuple[str | None, str, int], existing: tuple[object, ...]
 ) -> PaymentReceipt:
     """The answer to a transaction id seen before: its first receipt, or a refusal."""
     stored_account, method, amount, balance_after, status, offline = existing
     if status == "voided":
-        raise PaymentDeclinedError(f"transaction {request.transaction_id} was voided", "voided")
-    if (stored_account, method, amount) != (account_id, request.method, request.amount_fen):
+        raise PaymentDeclinedError(f"transaction {transaction_id} was voided", "voided")
+    if (stored_account, method, amount) != asked:
         raise PaymentDeclinedError(
-            f"transaction id {request.transaction_id} was used for another payment", "conflict"
+            f"transaction id {transaction_id} was used for another payment", "conflict"
         )
-    logger.info("transaction %s already charged", request.transaction_id)
+    logger.info("transaction %s already charged", transaction_id)
     return PaymentReceipt(
-        request.transaction_id,
+        transaction_id,
         str(stored_account or ""),
         str(method),
         int(str(amount)),
