@@ -7,13 +7,18 @@ message naming the key, and nothing runs half-configured.
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from calibration.profile import CalibratedScale, TerminalProfile, load_profile
+from terminal.backend.http import HttpBackend
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
+from terminal.backend.outbox import Outbox, OutboxError
+from terminal.backend.payments import OfflinePolicy, OutboxBackend, OutboxWorker
 from terminal.config import (
     DEMO_CARDS,
     BundleModelConfig,
@@ -21,6 +26,7 @@ from terminal.config import (
     FakeCardReaderConfig,
     FakeScaleConfig,
     GroundTruthModelConfig,
+    HttpBackendConfig,
     LoadedConfig,
     ReplayCameraConfig,
     SerialCardReaderConfig,
@@ -28,7 +34,14 @@ from terminal.config import (
     check_paths,
 )
 from terminal.core.menu import Menu
-from terminal.core.ports import CardReader, PaymentBackend, Recogniser, Scale
+from terminal.core.ports import (
+    BackendRequestError,
+    BackendUnavailableError,
+    CardReader,
+    LedgerBackend,
+    Recogniser,
+    Scale,
+)
 from terminal.core.pricing import WeightRules
 from terminal.core.session import CheckoutSession
 from terminal.devices.cards import CardReaderError, SerialCardReader
@@ -70,11 +83,29 @@ class Terminal:
     scale: Scale
     card_reader: CardReader
     recogniser: Recogniser
-    backend: PaymentBackend
+    backend: LedgerBackend
     truth: GroundTruthRecogniser | None = None
     profile: TerminalProfile | None = None
+    outbox: Outbox | None = None
+    worker: OutboxWorker | None = None
+    #: Transaction ids the outbox worker delivered, waiting to be told to the session's thread.
+    posted: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+
+    def deliver_posted(self) -> int:
+        """Tell the session about transactions the worker posted; call from the session's
+        thread (the session is not thread-safe). Returns how many."""
+        count = 0
+        while True:
+            try:
+                transaction_id = self.posted.get_nowait()
+            except queue.Empty:
+                return count
+            self.session.posted(transaction_id)
+            count += 1
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
         for part in (self.camera, self.scale, self.card_reader, self.backend):
             close_quietly(part)
 
@@ -84,13 +115,6 @@ class EmptySource(FrameSource):
 
     def read(self) -> None:
         return None
-
-
-def _unsupported(loaded: LoadedConfig, section: str, kind: str) -> StartupError:
-    return StartupError(
-        f"{loaded.where(section, 'type')}: {section}.type: {kind!r} is not supported by this "
-        "build of trayscan yet"
-    )
 
 
 def check_terminal(loaded: LoadedConfig) -> Menu:
@@ -110,14 +134,17 @@ def _check_files(loaded: LoadedConfig) -> tuple[Menu, TerminalProfile | None]:
     if problems:
         raise StartupError("\n".join(problems))
     config = loaded.config
-    if not isinstance(config.backend, EmbeddedBackendConfig):
-        raise _unsupported(loaded, "backend", config.backend.type)
-    if config.menu.source != "file":
+    if config.menu.source != "file" and isinstance(config.backend, EmbeddedBackendConfig):
         raise StartupError(
             f"{loaded.where('menu', 'source')}: menu.source: 'backend' needs an http backend"
         )
+    menu_path = (
+        loaded.resolve(config.menu.path)
+        if config.menu.source == "file"
+        else _menu_from_backend(loaded)
+    )
     try:
-        menu = load_menu(loaded.resolve(config.menu.path))
+        menu = load_menu(menu_path)
     except FileError as exc:
         raise StartupError(str(exc)) from None
     if menu.default_tray() is None:
@@ -178,20 +205,18 @@ def build_terminal(
         opened.append(scale)
         card_reader = _card_reader(loaded, check_only=check_only)
         opened.append(card_reader)
-        assert isinstance(config.backend, EmbeddedBackendConfig)
-        ledger_path = Path(":memory:") if check_only else loaded.resolve(config.backend.ledger)
-        try:
-            ledger = EmbeddedLedger(ledger_path)
-        except LedgerError as exc:
-            raise StartupError(
-                f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}"
-            ) from None
+        backend, outbox = _backend(loaded, check_only=check_only)
+        opened.append(backend)
     except BaseException:
         for part in opened:
             close_quietly(part)
         raise
-    if seed_demo_accounts and isinstance(config.card_reader, FakeCardReaderConfig):
-        seed_demo_ledger(ledger, config.card_reader.cards)
+    if (
+        seed_demo_accounts
+        and isinstance(backend, EmbeddedLedger)
+        and isinstance(config.card_reader, FakeCardReaderConfig)
+    ):
+        seed_demo_ledger(backend, config.card_reader.cards)
 
     thresholds = config.thresholds
     rules = WeightRules(
@@ -206,9 +231,93 @@ def build_terminal(
         len(menu),
         recogniser.model_version,
     )
-    return Terminal(
-        loaded, menu, session, camera, scale, card_reader, recogniser, ledger, truth, profile
+    terminal = Terminal(
+        loaded, menu, session, camera, scale, card_reader, recogniser, backend, truth, profile
     )
+    if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
+        terminal.outbox = outbox
+        outbox.recover()
+        worker = OutboxWorker(
+            outbox, backend.online, on_posted=terminal.posted.put, sync=backend.sync_accounts
+        )
+        backend.set_on_queued(worker.wake)
+        terminal.worker = worker
+        worker.start()
+    return terminal
+
+
+def _backend(loaded: LoadedConfig, *, check_only: bool) -> tuple[LedgerBackend, Outbox | None]:
+    """The embedded ledger, or the outbox in front of the configured remote backend."""
+    config = loaded.config.backend
+    if isinstance(config, EmbeddedBackendConfig):
+        ledger_path = Path(":memory:") if check_only else loaded.resolve(config.ledger)
+        try:
+            return EmbeddedLedger(ledger_path), None
+        except LedgerError as exc:
+            raise StartupError(
+                f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}"
+            ) from None
+    online = _remote(loaded)
+    outbox_path = ":memory:" if check_only else loaded.resolve(config.outbox)
+    try:
+        outbox = Outbox(outbox_path)
+    except OutboxError as exc:
+        raise StartupError(f"{loaded.where('backend', 'outbox')}: backend.outbox: {exc}") from None
+    offline = config.offline
+    policy = OfflinePolicy(
+        enabled=offline.enabled,
+        per_account_daily_fen=offline.per_card_daily_limit_fen,
+        max_cache_age_s=offline.max_cache_age_h * 3600,
+    )
+    return OutboxBackend(online, outbox, policy=policy), outbox
+
+
+def _remote(loaded: LoadedConfig) -> HttpBackend:
+    config = loaded.config.backend
+    assert isinstance(config, HttpBackendConfig)
+    secret = config.secret
+    if config.secret_file is not None:
+        path = loaded.resolve(config.secret_file)
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StartupError(
+                f"{loaded.where('backend', 'secret_file')}: backend.secret_file: cannot read "
+                f"{path}: {exc.strerror}"
+            ) from None
+    assert secret is not None
+    verify: bool | str = config.verify_tls
+    if isinstance(verify, str):
+        verify = str(loaded.resolve(verify))
+    return HttpBackend(
+        config.url,
+        loaded.config.terminal_id,
+        secret,
+        timeout_s=config.timeout_s,
+        verify=verify,
+        retries=config.retries,
+    )
+
+
+def _menu_from_backend(loaded: LoadedConfig) -> Path:
+    """Today's menu from the backend, kept on disk so a start while it is down uses the last."""
+    cached = loaded.resolve(loaded.config.data_dir) / "menu-from-backend.json"
+    online = _remote(loaded)
+    try:
+        document = online.menu_today()
+    except (BackendUnavailableError, BackendRequestError) as exc:
+        if cached.is_file():
+            logger.warning("menu from the backend unavailable (%s): using %s", exc, cached)
+            return cached
+        raise StartupError(
+            f"{loaded.where('menu', 'source')}: menu.source: the backend has no menu for "
+            f"today and none was kept from before: {exc}"
+        ) from None
+    finally:
+        close_quietly(online)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(document["menu"], ensure_ascii=False, indent=1), encoding="utf-8")
+    return cached
 
 
 def close_quietly(part: object) -> None:

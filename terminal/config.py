@@ -9,7 +9,7 @@ Example (see ``assets/config/terminal.example.yaml`` for every key)::
 
     terminal_id: canteen-2-left
     scale: {type: serial, url: /dev/ttyUSB0, protocol: mt-sics}
-    backend: {type: http, url: "https://canteen.example/api", token: "..."}
+    backend: {type: http, url: "https://canteen.example/api", secret_file: /etc/trayscan/secret}
 """
 
 from __future__ import annotations
@@ -145,19 +145,37 @@ class EmbeddedBackendConfig(StrictModel):
     ledger: str = "var/ledger.sqlite"
 
 
+class OfflineConfig(StrictModel):
+    """What the terminal may accept while its backend cannot be reached."""
+
+    enabled: bool = True
+    per_card_daily_limit_fen: int = Field(default=3000, ge=0)
+    max_cache_age_h: float = Field(default=72.0, gt=0)
+
+
 class HttpBackendConfig(StrictModel):
-    """The canteen's backend over HTTP/JSON."""
+    """The canteen's backend over HTTP/JSON (``docs/backend-contract.md``).
+
+    The terminal signs every request with its own secret (``trayscan backend add-terminal``
+    prints it), given inline or, better, in a file only the kiosk user can read.
+    """
 
     type: Literal["http"]
     url: str
-    token: str
+    secret: str | None = Field(default=None, min_length=16)
+    secret_file: str | None = None
     timeout_s: float = Field(default=3.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
     verify_tls: bool | str = True
+    outbox: str = "var/outbox.sqlite"
+    offline: OfflineConfig = Field(default_factory=OfflineConfig)
 
     @model_validator(mode="after")
-    def _check_url(self) -> HttpBackendConfig:
+    def _check(self) -> HttpBackendConfig:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret and secret_file")
         return self
 
 

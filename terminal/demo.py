@@ -194,6 +194,7 @@ class HeadlessDemo:
             if done and self.interval_s > 0:
                 time.sleep(self.interval_s)
             record = self.checkout(frame)
+            self.terminal.deliver_posted()
             self.counts[record.status] = self.counts.get(record.status, 0) + 1
             done += 1
         return self.counts

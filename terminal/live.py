@@ -109,6 +109,7 @@ class LiveTerminal:
                 self._on_watcher(event.kind, event.frame)
         self._read_scale()
         self._read_card()
+        self.terminal.deliver_posted()
         self._advance()
         return True
 

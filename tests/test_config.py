@@ -10,6 +10,7 @@ import pytest
 
 from terminal.app import StartupError, build_terminal
 from terminal.config import TerminalConfig, check_paths, load_config
+from terminal.core.ports import PaymentDeclinedError
 from terminal.yamlmodels import FileError
 
 from .conftest import REPO
@@ -51,7 +52,7 @@ BAD_CONFIGS = [
     ),
     (
         "missing required key",
-        "backend:\n  type: http\n  token: abc\n",
+        "backend:\n  type: http\n  secret: abcdefghijklmnop\n",
         ":1: backend.url: required key is missing",
     ),
     ("yaml syntax", "scale: [fake\n", "YAML syntax error"),
@@ -106,10 +107,38 @@ def test_a_path_that_does_not_exist_stops_the_start(tmp_path: Path) -> None:
         build_terminal(loaded)
 
 
-def test_an_unsupported_backend_stops_the_start(tmp_path: Path) -> None:
-    path = write(tmp_path, "backend:\n  type: http\n  url: http://127.0.0.1:9\n  token: t\n")
-    with pytest.raises(StartupError, match=r":2: backend\.type: 'http' is not supported"):
+def test_an_http_backend_needs_exactly_one_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, "backend:\n  type: http\n  url: http://127.0.0.1:9\n")
+    with pytest.raises(FileError, match=r":1: backend: .*exactly one of secret and secret_file"):
+        load_config(path)
+
+
+def test_a_missing_secret_file_stops_the_start(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "backend:\n  type: http\n  url: http://127.0.0.1:9\n  secret_file: /no/such/secret\n",
+    )
+    with pytest.raises(
+        StartupError, match=r":4: backend\.secret_file: cannot read /no/such/secret"
+    ):
         build_terminal(load_config(path))
+
+
+def test_a_terminal_starts_offline_when_its_backend_is_down(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "backend:\n  type: http\n  url: http://127.0.0.1:9\n  secret: abcdefghijklmnop\n"
+        f"  outbox: {tmp_path / 'outbox.sqlite'}\n  retries: 0\n"
+        f"model:\n  store: {tmp_path / 'models'}\n",
+    )
+    terminal = build_terminal(load_config(path))
+    try:
+        assert type(terminal.backend).__name__ == "OutboxBackend"
+        assert terminal.outbox is not None and terminal.outbox.depth() == 0
+        with pytest.raises(PaymentDeclinedError, match="cannot be reached"):
+            terminal.backend.lookup_card("04A1B2C3D4")
+    finally:
+        terminal.close()
 
 
 def test_serial_devices_are_built_from_the_config(tmp_path: Path) -> None:

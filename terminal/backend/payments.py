@@ -105,6 +105,10 @@ class OutboxBackend:
             close()
         self.outbox.close()
 
+    def set_on_queued(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever something is queued for the worker."""
+        self._on_queued = callback
+
     @property
     def reachable(self) -> bool:
         """Whether the last call to the backend got an answer."""
