@@ -19,6 +19,7 @@ from terminal.backend.http import HttpBackend
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.backend.outbox import Outbox, OutboxError
 from terminal.backend.payments import OfflinePolicy, OutboxBackend, OutboxWorker
+from terminal.backend.sync import Heartbeat
 from terminal.config import (
     DEMO_CARDS,
     BundleModelConfig,
@@ -237,8 +238,20 @@ def build_terminal(
     if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
         terminal.outbox = outbox
         outbox.recover()
+        heartbeat = None
+        if isinstance(backend.online, HttpBackend):
+            heartbeat = Heartbeat(
+                backend.online,
+                recogniser,
+                loaded.resolve(config.data_dir) / "downloads",
+                status=lambda: {"outbox_depth": outbox.depth(), "state": session.state.value},
+            )
         worker = OutboxWorker(
-            outbox, backend.online, on_posted=terminal.posted.put, sync=backend.sync_accounts
+            outbox,
+            backend.online,
+            on_posted=terminal.posted.put,
+            sync=backend.sync_accounts,
+            heartbeat=heartbeat,
         )
         backend.set_on_queued(worker.wake)
         terminal.worker = worker

@@ -325,6 +325,8 @@ class OutboxWorker:
         min_backoff_s, max_backoff_s: the wait after a failed post, doubling per attempt.
         sync_every_s: refresh the account cache this often (0: never).
         sync: the cache refresh, usually ``OutboxBackend.sync_accounts``.
+        heartbeat: tells the backend the terminal is alive and takes a new model bundle when
+            one is offered (see ``terminal.backend.sync``); called every ``heartbeat_every_s``.
     """
 
     def __init__(
@@ -338,6 +340,8 @@ class OutboxWorker:
         max_backoff_s: float = 60.0,
         sync_every_s: float = 300.0,
         sync: Callable[[], int] | None = None,
+        heartbeat: Callable[[], object] | None = None,
+        heartbeat_every_s: float = 60.0,
     ) -> None:
         self.outbox = outbox
         self.online = online
@@ -348,6 +352,9 @@ class OutboxWorker:
         self._sync_every_s = sync_every_s
         self._sync = sync
         self._last_sync = 0.0
+        self._heartbeat = heartbeat
+        self._heartbeat_every_s = heartbeat_every_s
+        self._last_heartbeat = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -418,12 +425,14 @@ class OutboxWorker:
             try:
                 self._maybe_sync()
                 self.drain_once()
+                self._maybe_heartbeat()
             except Exception:
                 logger.exception("outbox worker pass failed")
             next_due = self.outbox.next_due_at()
             wait = self._max_backoff_s if next_due is None else max(0.0, next_due - time.time())
-            if self._sync_every_s:
-                wait = min(wait, self._sync_every_s)
+            for every in (self._sync_every_s, self._heartbeat_every_s):
+                if every:
+                    wait = min(wait, every)
             self._wake.wait(min(wait, self._max_backoff_s))
             self._wake.clear()
 
@@ -440,3 +449,15 @@ class OutboxWorker:
             return
         self._last_sync = now
         logger.info("account cache refreshed: %d cards", count)
+
+    def _maybe_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat_every_s:
+            return
+        now = time.time()
+        if now - self._last_heartbeat < self._heartbeat_every_s:
+            return
+        self._last_heartbeat = now
+        try:
+            self._heartbeat()
+        except BackendUnavailableError as exc:
+            logger.info("heartbeat not delivered: %s", exc)
