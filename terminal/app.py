@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from calibration.profile import CalibratedScale, TerminalProfile, load_profile
+from terminal.backend.campus import CampusCardBackend, CampusCardSetupError
 from terminal.backend.http import HttpBackend
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.backend.outbox import Outbox, OutboxError
-from terminal.backend.payments import OfflinePolicy, OutboxBackend, OutboxWorker
+from terminal.backend.payments import OfflinePolicy, OutboxBackend, OutboxWorker, RemoteLedger
 from terminal.backend.sync import Heartbeat
 from terminal.config import (
     DEMO_CARDS,
     BundleModelConfig,
+    CampusCardConfig,
     EmbeddedBackendConfig,
     FakeCardReaderConfig,
     FakeScaleConfig,
@@ -270,7 +272,14 @@ def _backend(loaded: LoadedConfig, *, check_only: bool) -> tuple[LedgerBackend, 
             raise StartupError(
                 f"{loaded.where('backend', 'ledger')}: backend.ledger: {exc}"
             ) from None
-    online = _remote(loaded)
+    online: RemoteLedger
+    if isinstance(config, CampusCardConfig):
+        try:
+            online = CampusCardBackend(config, home=loaded.home)
+        except CampusCardSetupError as exc:
+            raise StartupError(f"{loaded.where('backend')}: backend: {exc}") from None
+    else:
+        online = _remote(loaded)
     outbox_path = ":memory:" if check_only else loaded.resolve(config.outbox)
     try:
         outbox = Outbox(outbox_path)

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from terminal.backend.campus import CampusCardBackendConfig
 from terminal.yamlmodels import FileError, StrictModel, load_yaml_model, locate
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,17 @@ class HttpBackendConfig(StrictModel):
         return self
 
 
-BackendConfig = Annotated[EmbeddedBackendConfig | HttpBackendConfig, Field(discriminator="type")]
+class CampusCardConfig(CampusCardBackendConfig):
+    """A campus card (一卡通) platform as the backend (``docs/campus-card.md``), behind the
+    outbox like the HTTP backend."""
+
+    outbox: str = "var/outbox.sqlite"
+    offline: OfflineConfig = Field(default_factory=OfflineConfig)
+
+
+BackendConfig = Annotated[
+    EmbeddedBackendConfig | HttpBackendConfig | CampusCardConfig, Field(discriminator="type")
+]
 
 
 # --- model --------------------------------------------------------------------------------

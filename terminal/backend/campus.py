@@ -25,7 +25,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 import requests
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
+from terminal.core.menu import Nutrition
 from terminal.core.money import Fen, require_fen
 from terminal.core.ports import (
     Account,
@@ -45,6 +46,7 @@ from terminal.core.ports import (
     TransactionRecord,
     VoidResult,
 )
+from terminal.core.pricing import PricedTray
 from terminal.core.session import PaymentReceipt, PaymentRequest
 from terminal.yamlmodels import StrictModel
 
@@ -457,6 +459,27 @@ class CampusCardBackend:
             return self._query_account({fields.card_no: account_id}, card_id=account_id)
         path = self.config.paths.query_account or self.config.paths.query_card
         return self._query_account({fields.account_no: account_id}, card_id=None, path=path)
+
+    def post_transaction(self, body: dict[str, Any]) -> PaymentReceipt:
+        """Consume for a transaction body as the outbox keeps it (``wire.transaction_body``)."""
+        account_id = str(body.get("account_id") or "")
+        amount = int(body["amount_fen"])
+        request = PaymentRequest(
+            transaction_id=str(body["transaction_id"]),
+            checkout_id=str(body.get("checkout_id", "")),
+            terminal_id=str(body.get("terminal_id", "")),
+            amount_fen=amount,
+            method=str(body["method"]),
+            credential=account_id,
+            priced=PricedTray((), 0, 0, 0, amount, amount, Nutrition()),
+            created_at=float(body.get("created_at") or self._clock()),
+        )
+        receipt = self.charge(request, account_id)
+        return replace(receipt, offline=bool(body.get("offline", False)))
+
+    def cards(self) -> tuple[list[tuple[str, Account]], float]:
+        """Platforms offer no list of cards: the offline cache fills from lookups alone."""
+        return [], self._clock()
 
     def charge(self, request: PaymentRequest, account_id: str) -> PaymentReceipt:
         """Consume ``request.amount_fen`` from the account, once per transaction id.

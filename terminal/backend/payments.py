@@ -287,7 +287,8 @@ class OutboxBackend:
     def sync_accounts(self) -> int:
         """Refresh the account cache from the backend; returns how many cards it holds."""
         cards, synced_at = self.online.cards()
-        self.outbox.replace_cache(cards, synced_at)
+        if cards:  # a backend that lists no cards (a campus platform) keeps the looked-up ones
+            self.outbox.replace_cache(cards, synced_at)
         self._back_online()
         return len(cards)
 

@@ -588,3 +588,64 @@ def test_the_secret_can_live_in_a_file_beside_the_config(tmp_path: Path) -> None
         assert backend.lookup_card("C1001") is not None
     finally:
         platform.stop()
+
+
+def test_a_terminal_configured_for_the_platform_pays_through_its_outbox(
+    platform: FakeCampusPlatform, tmp_path: Path
+) -> None:
+    """From the YAML a site writes to a paid tray: the platform is behind the outbox, and a
+    consume whose answer is lost is not lost (the same order number is posted again)."""
+    import yaml
+
+    from terminal.app import build_terminal
+    from terminal.backend.payments import OutboxBackend
+    from terminal.config import load_config
+    from terminal.payment import take_card_payment
+    from tests.core.test_session import sure, tray
+
+    backend_section = {
+        "type": "campus_card",
+        "base_url": platform.url,
+        "merchant_id": "M100",
+        "pos_id": "POS7",
+        "secret": SECRET,
+        "retries": 0,
+        "outbox": str(tmp_path / "outbox.sqlite"),
+    }
+    config = {
+        "backend": backend_section,
+        "model": {"store": str(tmp_path / "models")},
+    }
+    path = tmp_path / "terminal.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    terminal = build_terminal(load_config(path))
+    try:
+        assert isinstance(terminal.backend, OutboxBackend)
+        assert terminal.worker is not None
+        terminal.worker.stop()  # drained by hand below, to see each step
+        session = terminal.session
+        menu_ids = [next(item.id for item in terminal.menu.items if item.tableware is None)]
+        portion = terminal.menu.item(menu_ids[0]).portion_g
+        tray_g = terminal.session.tray.tare_g if terminal.session.tray else 0
+        session.tray_arrived()
+        session.tray_settled(tray_g + portion)
+        session.recognised(tray(*(sure(item_id) for item_id in menu_ids)))
+        price = session.priced.total_fen  # type: ignore[union-attr]
+        outcome = take_card_payment(session, terminal.backend, "C1001")
+        assert outcome.receipt is not None and not outcome.receipt.offline
+        assert platform.balance("C1001") == 1000 - price
+        session.tray_removed()
+
+        platform.drop_replies = 2  # the card query and the consume land, their answers do not
+        session.tray_arrived()
+        session.tray_settled(tray_g + portion)
+        session.recognised(tray(*(sure(item_id) for item_id in menu_ids)))
+        outcome = take_card_payment(session, terminal.backend, "C1001")
+        assert outcome.receipt is not None and outcome.receipt.offline  # within the limit
+        assert platform.balance("C1001") == 1000 - 2 * price
+        assert terminal.outbox is not None and terminal.outbox.depth() == 1
+        report = terminal.worker.drain_once()
+        assert report.posted == [outcome.receipt.transaction_id] and report.waiting == 0
+        assert platform.balance("C1001") == 1000 - 2 * price  # charged once, not twice
+    finally:
+        terminal.close()
