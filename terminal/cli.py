@@ -360,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify = bundle_sub.add_parser("verify", help="check a bundle's hashes and load its models")
     verify.add_argument("bundle", type=Path)
     verify.set_defaults(func=cmd_bundle_verify)
+
+    from terminal.cashier_cli import add_parsers as add_cashier_parsers
+
+    add_cashier_parsers(sub)
     return parser
 
 
