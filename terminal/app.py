@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from calibration.profile import CalibratedScale, TerminalProfile, load_profile
+from terminal.backend.audit_store import AuditStoreError, SqliteAuditLog
 from terminal.backend.campus import CampusCardBackend, CampusCardSetupError
+from terminal.backend.cashier_store import CashierStoreError, SqliteCashierStore
 from terminal.backend.http import HttpBackend
 from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.backend.outbox import Outbox, OutboxError
@@ -36,6 +38,7 @@ from terminal.config import (
     VideoCameraConfig,
     check_paths,
 )
+from terminal.core.cashier import CashierDesk, enrol_cashier
 from terminal.core.menu import Menu
 from terminal.core.ports import (
     BackendRequestError,
@@ -67,6 +70,8 @@ DEMO_ACCOUNTS = {
     DEMO_CARDS[1]: ("E1002", "李娜"),
     DEMO_CARDS[2]: ("E1003", "张敏"),
 }
+#: The demo's cashier: id, name, PIN, role (the README says so; a real terminal enrols its own).
+DEMO_CASHIER = ("demo", "演示收银员", "1234", "supervisor")
 DEMO_MIN_BALANCE_FEN = 5_000
 DEMO_TOP_UP_FEN = 20_000
 
@@ -91,6 +96,8 @@ class Terminal:
     profile: TerminalProfile | None = None
     outbox: Outbox | None = None
     worker: OutboxWorker | None = None
+    #: The cashier's operations (PIN-checked, audited); None only in configuration checks.
+    desk: CashierDesk | None = None
     #: Transaction ids the outbox worker delivered, waiting to be told to the session's thread.
     posted: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
 
@@ -111,6 +118,9 @@ class Terminal:
             self.worker.stop()
         for part in (self.camera, self.scale, self.card_reader, self.backend):
             close_quietly(part)
+        if self.desk is not None:
+            close_quietly(self.desk.store)
+            close_quietly(self.desk.audit)
 
 
 class EmptySource(FrameSource):
@@ -237,6 +247,8 @@ def build_terminal(
     terminal = Terminal(
         loaded, menu, session, camera, scale, card_reader, recogniser, backend, truth, profile
     )
+    if not check_only:
+        terminal.desk = _desk(loaded, session, backend, seed_demo=seed_demo_accounts)
     if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
         terminal.outbox = outbox
         outbox.recover()
@@ -259,6 +271,21 @@ def build_terminal(
         terminal.worker = worker
         worker.start()
     return terminal
+
+
+def _desk(
+    loaded: LoadedConfig, session: CheckoutSession, backend: LedgerBackend, *, seed_demo: bool
+) -> CashierDesk:
+    """The cashier desk over the terminal's cashier PINs and audit log (in ``data_dir``)."""
+    data_dir = loaded.resolve(loaded.config.data_dir)
+    try:
+        store = SqliteCashierStore(data_dir / "cashiers.db")
+        audit = SqliteAuditLog(data_dir / "audit.db", terminal_id=loaded.config.terminal_id)
+    except (CashierStoreError, AuditStoreError) as exc:
+        raise StartupError(f"{loaded.where('data_dir')}: data_dir: {exc}") from None
+    if seed_demo and store.get(DEMO_CASHIER[0]) is None:
+        enrol_cashier(store, *DEMO_CASHIER, audit=audit, actor="demo")
+    return CashierDesk(session, backend, store, audit)
 
 
 def _backend(loaded: LoadedConfig, *, check_only: bool) -> tuple[LedgerBackend, Outbox | None]:
