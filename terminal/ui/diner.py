@@ -1,0 +1,378 @@
+"""The diner screen: what the person with the tray sees, with no button to press.
+
+The live camera picture with each recognised dish outlined and named; the priced list (dish,
+grams where weighed, price) and the total; the meal's energy, protein, fat and carbohydrate with
+bars against a daily reference; a banner that says what to do next: put the tray down, wait,
+tap the card, the result with the new balance, or why the tray is held and that the cashier has
+been called. Chinese by default, with an English toggle.
+
+The screen takes the session, subscribes to its events and draws what they say; it keeps only
+what it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from terminal.core.holds import Hold
+from terminal.core.menu import PricingMode
+from terminal.core.pricing import PricedTray
+from terminal.core.session import (
+    CheckoutEvent,
+    CheckoutSession,
+    CheckoutState,
+    CheckoutVoided,
+    Paid,
+    PaymentDeclined,
+    PaymentRequested,
+    StateChanged,
+    TrayHeld,
+    TrayRecognised,
+    TrayRemoved,
+)
+from terminal.ui.status import DeviceStatus
+from terminal.ui.text import DailyReference, grams, money, tr
+from terminal.ui.widgets import CameraViewWidget, DishOutline, NutritionWidget
+from terminal.ui.worker import SessionRelay, forward_event
+from vision.types import DishStatus, Frame, TrayRecognition
+
+logger = logging.getLogger(__name__)
+
+ICONS = Path(__file__).resolve().parent.parent.parent / "assets" / "ui"
+
+
+def icon(name: str) -> QIcon:
+    """An icon of ``assets/ui`` by file stem."""
+    return QIcon(str(ICONS / f"{name}.svg"))
+
+
+class DinerScreen(QWidget):
+    """The full-screen, touch, no-click screen for the diner.
+
+    Args:
+        session: the checkout session to follow.
+        language: "zh" or "en" to start in.
+        reference: the daily intakes the nutrition bars compare against.
+    """
+
+    language_changed = Signal(str)
+
+    def __init__(
+        self,
+        session: CheckoutSession,
+        *,
+        language: str = "zh",
+        reference: DailyReference | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("dinerScreen")
+        self.setWindowTitle("trayscan")
+        self.menu = session.menu
+        self.language = language
+        # What is on screen, from the events; the session keeps the truth.
+        self._state = session.state
+        self._priced: PricedTray | None = None
+        self._recognition: TrayRecognition | None = None
+        self._holds: tuple[Hold, ...] = ()
+        self._paid: Paid | None = None
+        self._declined: str | None = None
+        self._camera_ok = True
+        self._build(reference)
+        self.relay = SessionRelay(session, self)
+        self.relay.checkout_event.connect(forward_event(self.on_event))
+        self._refresh()
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def _build(self, reference: DailyReference | None) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+
+        header = QFrame()
+        header.setObjectName("header")
+        header_row = QHBoxLayout(header)
+        header_row.setContentsMargins(24, 10, 16, 10)
+        logo = QLabel()
+        logo.setPixmap(icon("tray").pixmap(40, 40))
+        self.title_label = QLabel()
+        self.title_label.setObjectName("title")
+        self.language_button = QPushButton()
+        self.language_button.setObjectName("languageButton")
+        self.language_button.setIcon(icon("language"))
+        self.language_button.setIconSize(QSize(28, 28))
+        self.language_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.language_button.clicked.connect(self.toggle_language)
+        header_row.addWidget(logo)
+        header_row.addWidget(self.title_label)
+        header_row.addStretch(1)
+        header_row.addWidget(self.language_button)
+        root.addWidget(header)
+
+        body = QHBoxLayout()
+        body.setContentsMargins(16, 16, 16, 8)
+        body.setSpacing(16)
+        self.camera = CameraViewWidget()
+        body.addWidget(self.camera, 11)
+
+        side = QFrame()
+        side.setObjectName("trayPanel")
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(20, 16, 20, 16)
+        self.tray_title = QLabel()
+        self.tray_title.setObjectName("sectionTitle")
+        side_layout.addWidget(self.tray_title)
+        self.lines = QTableWidget(0, 3)
+        self.lines.setObjectName("pricedLines")
+        self.lines.verticalHeader().setVisible(False)
+        self.lines.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.lines.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.lines.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.lines.setShowGrid(False)
+        self.lines.verticalHeader().setDefaultSectionSize(52)
+        header_view = self.lines.horizontalHeader()
+        header_view.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        header_view.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header_view.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header_view.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.lines.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        side_layout.addWidget(self.lines, 1)
+        total_row = QHBoxLayout()
+        self.total_caption = QLabel()
+        self.total_caption.setObjectName("totalCaption")
+        self.total_label = QLabel()
+        self.total_label.setObjectName("total")
+        self.total_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        total_row.addWidget(self.total_caption)
+        total_row.addStretch(1)
+        total_row.addWidget(self.total_label)
+        side_layout.addLayout(total_row)
+        rule = QFrame()
+        rule.setObjectName("rule")
+        rule.setFixedHeight(2)
+        side_layout.addWidget(rule)
+        self.nutrition = NutritionWidget(reference)
+        side_layout.addWidget(self.nutrition)
+        body.addWidget(side, 9)
+        root.addLayout(body, 1)
+
+        self.banner = QFrame()
+        self.banner.setObjectName("banner")
+        banner_row = QHBoxLayout(self.banner)
+        banner_row.setContentsMargins(28, 14, 28, 14)
+        banner_row.setSpacing(20)
+        self.banner_icon = QLabel()
+        self.banner_icon.setFixedSize(72, 72)
+        banner_text = QVBoxLayout()
+        self.prompt_label = QLabel()
+        self.prompt_label.setObjectName("prompt")
+        self.detail_label = QLabel()
+        self.detail_label.setObjectName("promptDetail")
+        self.detail_label.setWordWrap(True)
+        banner_text.addWidget(self.prompt_label)
+        banner_text.addWidget(self.detail_label)
+        banner_row.addWidget(self.banner_icon)
+        banner_row.addLayout(banner_text, 1)
+        self.amount_label = QLabel()
+        self.amount_label.setObjectName("bannerAmount")
+        banner_row.addWidget(self.amount_label)
+        root.addWidget(self.banner)
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def on_event(self, event: CheckoutEvent) -> None:
+        """Follow one session event (on the GUI thread)."""
+        if isinstance(event, StateChanged):
+            self._state = event.current
+        elif isinstance(event, TrayRecognised):
+            self._recognition = event.recognition
+            self._priced = event.priced
+        elif isinstance(event, TrayHeld):
+            self._holds = event.holds
+            self._priced = event.priced or self._priced
+        elif isinstance(event, PaymentRequested):
+            self._priced = event.priced
+            self._holds = ()
+        elif isinstance(event, PaymentDeclined):
+            self._declined = event.reason
+        elif isinstance(event, Paid):
+            self._paid = event
+            self._priced = event.priced
+            self._declined = None
+        elif isinstance(event, CheckoutVoided):
+            self._holds = ()
+        elif isinstance(event, TrayRemoved):
+            self._priced = None
+            self._recognition = None
+            self._holds = ()
+            self._paid = None
+            self._declined = None
+            self.camera.set_frame(None)
+        self._refresh()
+
+    def show_frame(self, frame: object) -> None:
+        """Show a camera frame (a :class:`Frame`, or None for an empty scanner)."""
+        if isinstance(frame, Frame):
+            self.camera.set_frame(frame.image)
+        elif frame is None and self._state is CheckoutState.IDLE:
+            self.camera.set_frame(None)
+        self._refresh_camera_message()
+
+    def show_status(self, status: object) -> None:
+        """Follow the devices: a camera that stalls says so on the picture."""
+        if isinstance(status, DeviceStatus):
+            self._camera_ok = status.camera.ok
+            self._refresh_camera_message()
+
+    def toggle_language(self) -> None:
+        """Switch between Chinese and English."""
+        self.set_language("en" if self.language == "zh" else "zh")
+
+    def set_language(self, language: str) -> None:
+        """Show everything in ``language``."""
+        self.language = language
+        self._refresh()
+        self.language_changed.emit(language)
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def _dish_name(self, dish_id: str | None) -> str:
+        if dish_id is None or dish_id not in self.menu:
+            return tr("unknown_dish", self.language)
+        return self.menu.item(dish_id).name(self.language)
+
+    def _refresh(self) -> None:
+        language = self.language
+        self.title_label.setText(tr("title", language))
+        self.language_button.setText(tr("toggle_language", language))
+        self.tray_title.setText(tr("your_tray", language))
+        self.total_caption.setText(tr("total", language))
+        self.lines.setHorizontalHeaderLabels(
+            [tr("dish", language), tr("weight", language), tr("price", language)]
+        )
+        self._refresh_lines()
+        self._refresh_outlines()
+        self._refresh_banner()
+        self._refresh_camera_message()
+
+    def _refresh_lines(self) -> None:
+        priced = self._priced
+        lines = priced.lines if priced is not None else ()
+        self.lines.setRowCount(len(lines))
+        for row, line in enumerate(lines):
+            weight = (
+                grams(line.grams)
+                if line.pricing is PricingMode.PER_100G
+                else f"1 {tr('per_portion', self.language)}"
+            )
+            cells = (line.name(self.language), weight, money(line.price_fen))
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.lines.setItem(row, column, item)
+        self.total_label.setText(money(priced.total_fen) if priced is not None else "—")
+        self.nutrition.language = self.language
+        self.nutrition.set_nutrition(priced.nutrition if priced is not None and lines else None)
+
+    def _refresh_outlines(self) -> None:
+        recognition = self._recognition
+        if recognition is None:
+            self.camera.set_outlines([])
+            return
+        outlines = []
+        for dish in recognition.dishes:
+            label = self._dish_name(dish.dish_id)
+            if dish.status is DishStatus.UNSURE:
+                label = f"{label} ?"
+            outlines.append(DishOutline(dish.box_xyxy, label, dish.status))
+        self.camera.set_outlines(outlines)
+
+    def _refresh_camera_message(self) -> None:
+        if not self._camera_ok:
+            self.camera.set_message(tr("camera_stalled", self.language))
+        elif self._state is CheckoutState.IDLE and not self.camera.has_frame():
+            self.camera.set_message(tr("idle", self.language))
+        else:
+            self.camera.set_message("")
+
+    def _set_banner(self, tone: str, icon_name: str, prompt: str, detail: str, amount: str) -> None:
+        self.banner.setProperty("tone", tone)
+        self.banner.style().unpolish(self.banner)
+        self.banner.style().polish(self.banner)
+        for label in (self.prompt_label, self.detail_label, self.amount_label):
+            label.style().unpolish(label)
+            label.style().polish(label)
+        self.banner_icon.setPixmap(icon(icon_name).pixmap(72, 72))
+        self.prompt_label.setText(prompt)
+        self.detail_label.setText(detail)
+        self.amount_label.setText(amount)
+
+    def _refresh_banner(self) -> None:
+        language, state = self.language, self._state
+        total = money(self._priced.total_fen) if self._priced is not None else ""
+        if state is CheckoutState.IDLE:
+            self._set_banner("idle", "tray", tr("idle", language), tr("idle_hint", language), "")
+        elif state in (
+            CheckoutState.TRAY_ARRIVED,
+            CheckoutState.TRAY_SETTLED,
+            CheckoutState.RECOGNISED,
+        ):
+            self._set_banner(
+                "info", "scan", tr("recognising", language), tr("hold_still", language), ""
+            )
+        elif state is CheckoutState.HELD:
+            reasons = dict.fromkeys(hold.diner_text(language) for hold in self._holds)
+            self._set_banner("warning", "cashier", tr("held", language), "\n".join(reasons), total)
+        elif state is CheckoutState.AWAITING_PAYMENT:
+            if self._declined:
+                detail = (
+                    f"{tr('declined', language)}: {self._declined}. {tr('try_again', language)}"
+                )
+                self._set_banner("warning", "card", tr("tap_card", language), detail, total)
+            else:
+                self._set_banner(
+                    "action", "card", tr("tap_card", language), tr("tap_card_hint", language), total
+                )
+        elif state is CheckoutState.PAYING:
+            self._set_banner(
+                "info", "card", tr("paying", language), tr("paying_hint", language), total
+            )
+        elif state in (CheckoutState.PAID, CheckoutState.POSTED):
+            self._set_banner("success", "check", *self._paid_text(), total)
+        elif state is CheckoutState.VOIDED:
+            self._set_banner("warning", "cashier", tr("voided", language), "", "")
+
+    def _paid_text(self) -> tuple[str, str]:
+        language = self.language
+        paid = self._paid
+        prompt = tr("paid", language)
+        details = []
+        if paid is not None:
+            receipt = paid.receipt
+            if receipt.balance_after_fen is not None:
+                details.append(f"{tr('balance', language)} {money(receipt.balance_after_fen)}")
+            if receipt.offline:
+                details.append(tr("offline", language))
+        details.append(tr("take_tray", language))
+        return prompt, "  ·  ".join(details)
