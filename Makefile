@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy terminal vision calibration training
+	$(BIN)/mypy terminal vision calibration training server
 
 test: lint typecheck
 	$(BIN)/python -m pytest -m "not slow"

@@ -343,10 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     recognise.set_defaults(func=cmd_bench_recognise)
 
     from calibration.cli import add_parsers as add_calibration_parsers
+    from server.cli import add_bench_parser as add_bench_backend_parser
+    from server.cli import add_parsers as add_backend_parsers
     from training.cli import add_parsers as add_training_parsers
 
+    add_bench_backend_parser(bench_sub)
     add_training_parsers(sub)
     add_calibration_parsers(sub)
+    add_backend_parsers(sub)
 
     devices = sub.add_parser("devices", help="the terminal's devices")
     devices_sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
