@@ -248,15 +248,15 @@ class OutboxBackend:
         if used + request.amount_fen > limit:
             raise PaymentDeclinedError(
                 f"the canteen system is offline: offline payments are limited to "
-                f"¥{format_yuan(limit)} per card per day and ¥{format_yuan(used)} is used; "
-                f"this tray is ¥{format_yuan(request.amount_fen)}. Please pay at the cashier",
+                f"{format_yuan(limit)} per card per day and {format_yuan(used)} is used; "
+                f"this tray is {format_yuan(request.amount_fen)}. Please pay at the cashier",
                 "offline_limit",
             )
         available = cached.account.balance_fen - self.outbox.unposted_spent(account_id)
         if request.amount_fen > available:
             raise PaymentDeclinedError(
-                f"balance ¥{format_yuan(max(0, available))} does not cover "
-                f"¥{format_yuan(request.amount_fen)}",
+                f"balance {format_yuan(max(0, available))} does not cover "
+                f"{format_yuan(request.amount_fen)}",
                 "insufficient_balance",
             )
         return available - request.amount_fen

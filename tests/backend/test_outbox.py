@@ -265,3 +265,28 @@ def test_checkout_paid_offline_is_posted_when_the_worker_delivers_it(
     remote.down = False
     worker.drain_once()
     assert session.state is CheckoutState.POSTED
+
+
+def test_a_face_account_pays_like_a_card_offline_limit_included(
+    parts: tuple[OutboxBackend, OutboxWorker, Outbox, Clock], remote: FakeRemoteLedger, menu: Menu
+) -> None:
+    from terminal.core.session import CheckoutSession
+    from terminal.payment import take_face_payment
+
+    backend, _, _, _ = parts
+    session = CheckoutSession(menu, "t1")
+    assert backend.lookup_account("A1") is not None  # seen online once: cached
+    remote.down = True
+    declined = []
+    for _ in range(3):
+        session.tray_arrived()
+        session.tray_settled(750)
+        session.recognised(tray(sure("rice"), sure("pork")))
+        outcome = take_face_payment(session, backend, "A1")
+        if outcome.receipt is None:
+            declined.append(outcome.declined)
+            session.void("declined")
+        else:
+            assert outcome.receipt.offline and outcome.receipt.method == "face"
+        session.tray_removed()
+    assert len(declined) == 1 and "limited to ¥15.00 per card per day" in str(declined[0])
