@@ -322,8 +322,13 @@ class EmbeddedLedger:
                 return VoidResult(transaction_id, 0, None)
             account_id, method, amount, status, refunded = row
             if status == "voided":
+                # A repeat answers as the first void did: what it gave back.
+                refunds = db.execute(
+                    "SELECT COALESCE(SUM(amount_fen), 0) FROM refunds WHERE transaction_id = ?",
+                    (transaction_id,),
+                ).fetchone()[0]
                 balance = _balance(db, account_id) if account_id else None
-                return VoidResult(transaction_id, 0, balance)
+                return VoidResult(transaction_id, int(amount) - int(refunds), balance)
             give_back = int(amount) - int(refunded)
             db.execute(
                 "UPDATE transactions SET status = 'voided', refunded_fen = amount_fen "
