@@ -212,6 +212,19 @@ def cmd_bench_backend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_payment(args: argparse.Namespace) -> int:
+    """Time card taps to "paid" through a terminal's outbox and print the figures."""
+    from server.bench import BenchError, bench_payment
+
+    try:
+        result = bench_payment(db_url=args.db, taps=args.taps)
+    except BenchError as exc:
+        print(f"trayscan bench payment: {exc}", file=sys.stderr)
+        return 1
+    _print_json(result)
+    return 0
+
+
 # --- parsers --------------------------------------------------------------------------------
 
 
@@ -315,3 +328,9 @@ def add_bench_parser(bench_sub: Any) -> None:
     )
     bench.add_argument("--pool-size", type=int, metavar="N", help="connections per worker")
     bench.set_defaults(func=cmd_bench_backend)
+    payment = bench_sub.add_parser(
+        "payment", help="card tap to 'paid' through the outbox, against the reference server"
+    )
+    payment.add_argument("--db", metavar="URL", help="database (default: a new SQLite file)")
+    payment.add_argument("--taps", type=int, default=200, metavar="N")
+    payment.set_defaults(func=cmd_bench_payment)

@@ -94,3 +94,13 @@ def test_openapi_command_writes_the_generated_document(
     target = tmp_path / "api" / "openapi.json"
     assert run(capsys, "backend", "openapi", "--to", str(target))[0] == 0
     assert target.read_text(encoding="utf-8") == render_openapi()
+
+
+def test_bench_payment_takes_real_payments_and_prints_its_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "bench", "payment", "--taps", "3")
+    assert code == 0
+    figures = json.loads(out)
+    assert figures["taps"] == 3 and figures["database"] == "sqlite"
+    assert 0 < figures["tap_to_paid_p50_ms"] <= figures["tap_to_paid_max_ms"]
