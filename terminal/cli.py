@@ -52,7 +52,13 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
         print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
         return 2
     if not args.headless:
-        reason = "no display" if not _has_display() else "the kiosk screens are not built yet"
+        from terminal.ui.launch import run_screens, screens_unavailable
+
+        reason = screens_unavailable()
+        if reason is None:
+            return run_screens(
+                terminal, demo=args.demo, max_trays=args.max_trays, interval_s=args.interval
+            )
         print(f"trayscan kiosk: {reason}; running headless", file=sys.stderr)
     if not args.demo:
         return _run_live(terminal, args.max_trays)

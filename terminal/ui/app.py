@@ -190,7 +190,7 @@ def run_kiosk(
     kiosk = build_kiosk(terminal, driver, controller, errors=errors)
     connect_worker(kiosk, worker)
     if max_trays is not None:
-        worker.driver_finished.connect(app.quit)
+        controller.driver_finished.connect(app.quit)
     for window in (kiosk.diner, kiosk.staff):
         QShortcut(QKeySequence("Ctrl+Q"), window, app.quit)
         QShortcut(QKeySequence("F12"), window, lambda: kiosk.staff.call_cashier(True))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -610,6 +610,7 @@ class CashierScreen(QWidget):
 
     # --- following the session ----------------------------------------------------------------
 
+    @Slot(object)
     def show_frame(self, frame: object) -> None:
         """Keep the newest camera frame: the picture of a held tray is taken from it."""
         if isinstance(frame, Frame):

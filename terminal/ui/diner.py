@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -228,6 +228,7 @@ class DinerScreen(QWidget):
             self.camera.set_frame(None)
         self._refresh()
 
+    @Slot(object)
     def show_frame(self, frame: object) -> None:
         """Show a camera frame (a :class:`Frame`, or None for an empty scanner)."""
         if isinstance(frame, Frame):
@@ -236,6 +237,7 @@ class DinerScreen(QWidget):
             self.camera.set_frame(None)
         self._refresh_camera_message()
 
+    @Slot(object)
     def show_status(self, status: object) -> None:
         """Follow the devices: a camera that stalls says so on the picture."""
         if isinstance(status, DeviceStatus):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QProcess, QTimer, Signal
+from PySide6.QtCore import QProcess, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -345,6 +345,7 @@ class MaintenanceScreen(QWidget):
 
     # --- figures --------------------------------------------------------------------------------
 
+    @Slot(object)
     def show_status(self, status: object) -> None:
         """Draw a snapshot of the devices (from the worker thread's ``status_ready``)."""
         if not isinstance(status, DeviceStatus):

@@ -69,19 +69,27 @@ class InlineRunner:
 
 
 class SessionRelay(QObject):
-    """Re-emits every session event as :attr:`checkout_event`, received on the GUI thread.
+    """Re-emits every session event as :attr:`checkout_event`, always on the relay's thread.
 
-    A screen connects to :attr:`checkout_event`; Qt queues the call when the session acted on
-    the worker thread, and calls it directly when everything runs on one thread (the tests).
+    The session calls its handlers on whatever thread acted on it (the worker thread in the
+    kiosk). The relay hops each event over to its own (GUI) thread through a queued signal, so
+    whatever a screen connects to :attr:`checkout_event` runs on the GUI thread; when everything
+    runs on one thread (the tests) the event is delivered at once.
     """
 
     checkout_event = Signal(object)
+    _arrived = Signal(object)
 
     def __init__(self, session: CheckoutSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        unsubscribe = session.subscribe(self.checkout_event.emit)
+        self._arrived.connect(self._deliver)
+        unsubscribe = session.subscribe(self._arrived.emit)
         self._unsubscribe = unsubscribe
         self.destroyed.connect(lambda *_: unsubscribe())
+
+    @Slot(object)
+    def _deliver(self, event: object) -> None:
+        self.checkout_event.emit(event)
 
     def close(self) -> None:
         """Stop relaying."""
@@ -138,6 +146,19 @@ class TerminalWorker(QObject):
     def stop(self) -> None:
         """Ask the loop to stop after the current step; safe from any thread."""
         self._stop.set()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop stepping and end the worker thread's loop (runs on the worker thread, where the
+        step timer lives)."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.deleteLater()
+            self._timer = None
+        thread = self.thread()
+        if thread is not None:
+            thread.quit()
 
     @Slot(int, object)
     def run_command(self, token: int, command: Callable[[], Any]) -> None:
@@ -200,6 +221,9 @@ class KioskController(QObject):
     """
 
     _command = Signal(int, object)
+    _shutdown = Signal()
+    #: The driver has nothing more to do (the replay ended, max trays); on the GUI thread.
+    driver_finished = Signal()
 
     def __init__(self, worker: TerminalWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -209,7 +233,9 @@ class KioskController(QObject):
         worker.moveToThread(self.worker_thread)
         self.worker_thread.started.connect(worker.start)
         self._command.connect(worker.run_command)
+        self._shutdown.connect(worker.shutdown)
         worker.command_finished.connect(self._finished)
+        worker.driver_finished.connect(self._driver_finished)
         self._pending: dict[int, tuple[Done | None, Failed | None]] = {}
         self._next_token = 0
 
@@ -221,7 +247,9 @@ class KioskController(QObject):
         """Stop the worker after its current step; False when it did not end in time (a device
         or the backend still hangs; the thread is left to end on its own)."""
         self.worker.stop()
-        self.worker_thread.quit()
+        if not self.worker_thread.isRunning():
+            return True
+        self._shutdown.emit()
         ended = self.worker_thread.wait(timeout_ms)
         if not ended:
             logger.warning("the kiosk worker did not stop within %d ms", timeout_ms)
@@ -238,6 +266,10 @@ class KioskController(QObject):
         token = self._next_token
         self._pending[token] = (on_done, on_error)
         self._command.emit(token, command)
+
+    @Slot()
+    def _driver_finished(self) -> None:
+        self.driver_finished.emit()
 
     @Slot(int, object, object)
     def _finished(self, token: int, result: object, error: object) -> None:
