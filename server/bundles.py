@@ -9,7 +9,6 @@ offered a bundle that would not load. The archive holds the bundle's files at it
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import tarfile
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from vision.bundle import BundleError, verify_bundle
+from vision.bundle import pack_bundle as vision_pack_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -29,32 +29,16 @@ class BundleArchiveError(ValueError):
 
 
 def pack_bundle(folder: Path) -> tuple[str, bytes]:
-    """Verify a bundle folder and pack it as a reproducible tar.gz.
-
-    Returns:
-        The bundle's version and the archive's bytes.
+    """Verify a bundle folder and pack it as a reproducible tar.gz (see
+    :func:`vision.bundle.pack_bundle`).
 
     Raises:
         BundleArchiveError: the folder is not a valid bundle.
     """
     try:
-        bundle = verify_bundle(folder)
+        return vision_pack_bundle(folder)
     except BundleError as exc:
         raise BundleArchiveError(str(exc)) from None
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = 0
-            info.mode = 0o644
-            with path.open("rb") as handle:
-                tar.addfile(info, handle)
-    return bundle.version, buffer.getvalue()
 
 
 def check_archive(archive: bytes) -> str:

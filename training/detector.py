@@ -143,6 +143,29 @@ def _torchvision_backbone_mark_folded(model: Any) -> None:
         backbone.trayscan_normalisation_folded = True
 
 
+def _on_fit_epoch_end(trainer: Any) -> None:
+    """One line per epoch for the whole run: where it is, the validation mAP, and the ETA
+    (ultralytics' own bars show one epoch at a time)."""
+    import time
+
+    done = int(trainer.epoch) + 1
+    total = int(trainer.epochs)
+    elapsed = time.time() - float(getattr(trainer, "train_time_start", time.time()))
+    eta = elapsed / max(done, 1) * max(total - done, 0)
+    metrics = getattr(trainer, "metrics", {}) or {}
+    map50 = float(metrics.get("metrics/mAP50(B)", 0.0))
+    logger.info(
+        "detector epoch %d/%d: val mAP50 %.3f, %dm%02ds so far, ETA %dm%02ds",
+        done,
+        total,
+        map50,
+        int(elapsed) // 60,
+        int(elapsed) % 60,
+        int(eta) // 60,
+        int(eta) % 60,
+    )
+
+
 def _on_train_epoch_start(trainer: Any) -> None:
     use_all_cores()
     _keep_frozen_statistics(trainer.model)
@@ -192,6 +215,7 @@ def train_detector(
     model.add_callback("on_pretrain_routine_start", _on_pretrain_routine_start)
     model.add_callback("on_pretrain_routine_end", _on_pretrain_routine_end)
     model.add_callback("on_train_epoch_start", _on_train_epoch_start)
+    model.add_callback("on_fit_epoch_end", _on_fit_epoch_end)
     settings: dict[str, Any] = {
         "data": str(data),
         "imgsz": imgsz,

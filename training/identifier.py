@@ -235,6 +235,8 @@ def train_identifier(
     threads: int | None = None,
     held_out: Sequence[Crop] = (),
     progress: Callable[[str], None] = logger.info,
+    resume: bool = False,
+    bar: bool = False,
 ) -> IdentifierRun:
     """Fine-tune the backbone on ``train`` crops, report gallery top-1, export the embedding.
 
@@ -249,6 +251,8 @@ def train_identifier(
         threads: torch threads (default: every core).
         held_out: crops of dishes never trained on (another cuisine), for the 5-shot check.
         progress: where progress lines go.
+        resume: continue from ``out/checkpoint.pt`` (written after every epoch) when it exists.
+        bar: show a progress bar with an ETA over all batches of the run (on stderr).
     """
     setup_offline(home)
     import torch
@@ -290,8 +294,19 @@ def train_identifier(
 
     net = EmbeddingNet.build(pretrained=True)
     report: dict[str, Any] = {"classes": classes, "n_train": len(train), "n_val": len(val)}
-    report["imagenet"] = measure(net)
-    progress(f"ImageNet backbone: {report['imagenet']}")
+    checkpoint = out / "checkpoint.pt"
+    saved: dict[str, Any] | None = None
+    if resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if saved["classes"] != classes or saved["epochs"] != epochs:
+            raise ValueError(
+                f"{checkpoint} was made for other classes or another schedule: start afresh"
+            )
+        report["imagenet"] = saved["imagenet"]
+        progress(f"resuming after epoch {saved['epoch'] + 1}/{epochs}")
+    else:
+        report["imagenet"] = measure(net)
+        progress(f"ImageNet backbone: {report['imagenet']}")
 
     head = CosineClassifier.build(1280, len(classes))
     optimizer = torch.optim.AdamW(
@@ -306,8 +321,19 @@ def train_identifier(
         optimizer, max_lr=[lr, lr * 10], total_steps=steps, pct_start=0.15
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    first_epoch = 0
+    if saved is not None:
+        net.load_state_dict(saved["net"])
+        head.load_state_dict(saved["head"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        first_epoch = saved["epoch"] + 1
+    batches_per_epoch = math.ceil(len(train) / batch)
+    meter = _ProgressBar(epochs * batches_per_epoch, first_epoch * batches_per_epoch, bar)
     started = time.monotonic()
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         net.train()
         # The first blocks keep ImageNet's low-level filters (and their statistics).
         for block in net.features[:4]:
@@ -328,14 +354,32 @@ def train_identifier(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(chosen)
+            total += float(loss.detach()) * len(chosen)
             seen += len(chosen)
+            meter.step(f"epoch {epoch + 1}/{epochs} loss {total / max(seen, 1):.3f}")
         elapsed = time.monotonic() - started
-        eta = elapsed / (epoch + 1) * (epochs - epoch - 1)
+        eta = elapsed / (epoch + 1 - first_epoch) * (epochs - epoch - 1)
         progress(
             f"epoch {epoch + 1}/{epochs} loss {total / max(seen, 1):.3f} "
             f"{elapsed:.0f}s, ETA {eta:.0f}s"
         )
+        torch.save(
+            {
+                "classes": classes,
+                "epochs": epochs,
+                "epoch": epoch,
+                "imagenet": report["imagenet"],
+                "net": net.state_dict(),
+                "head": head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            checkpoint.with_suffix(".tmp"),
+        )
+        checkpoint.with_suffix(".tmp").replace(checkpoint)
+    meter.close()
     report["fine_tuned"] = measure(net)
     report["epochs"] = epochs
     report["train_seconds"] = round(time.monotonic() - started, 1)
@@ -344,6 +388,40 @@ def train_identifier(
     torch.save(net.state_dict(), out / "identifier.pt")
     (out / "identifier-report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     return IdentifierRun(out, onnx, report)
+
+
+class _ProgressBar:
+    """A one-line progress bar with an ETA on stderr (only when asked for and on a terminal
+    or a log that wants it)."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.total = max(1, total)
+        self.done = done
+        self.start_done = done
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> None:
+        import sys
+
+        self.done += 1
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        rate = (self.done - self.start_done) / max(elapsed, 1e-6)
+        eta = (self.total - self.done) / max(rate, 1e-6)
+        filled = int(30 * self.done / self.total)
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * self.done / self.total:5.1f}% "
+            f"{text} ETA {int(eta) // 60:d}m{int(eta) % 60:02d}s "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        import sys
+
+        if self.enabled:
+            sys.stderr.write("\n")
 
 
 def export_embedding(net: Any, path: Path, size: int = INPUT_SIZE) -> Path:

@@ -17,13 +17,16 @@ On a terminal, :class:`BundleStore` keeps the installed bundles::
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import logging
 import math
 import os
 import re
 import shutil
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -700,3 +703,32 @@ def _natural_key(text: str) -> list[tuple[int, int | str]]:
     return [
         (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part
     ]
+
+
+def pack_bundle(folder: Path) -> tuple[str, bytes]:
+    """Verify a bundle folder and pack it as a reproducible tar.gz, files at the top level.
+
+    The same folder always gives the same bytes (no owners, no times), so the archive's SHA-256
+    names the bundle. This is what a backend stores and a terminal downloads.
+
+    Returns:
+        The bundle's version and the archive's bytes.
+
+    Raises:
+        BundleError: the folder is not a valid bundle.
+    """
+    bundle = verify_bundle(folder)
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            info.mode = 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    return bundle.version, buffer.getvalue()
