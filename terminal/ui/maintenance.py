@@ -166,6 +166,7 @@ class MaintenanceScreen(QWidget):
         self.technician: CashierRecord | None = None
         self.status: DeviceStatus | None = None
         self._process: QProcess | None = None
+        self._partial = ""
         self.pages = QStackedWidget()
         root = QVBoxLayout(self)
         root.setContentsMargins(0, 0, 0, 0)
@@ -468,9 +469,7 @@ class MaintenanceScreen(QWidget):
         process = QProcess(self)
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         process.readyReadStandardOutput.connect(
-            lambda: self.output.appendPlainText(
-                bytes(process.readAllStandardOutput().data()).decode(errors="replace").rstrip()
-            )
+            lambda: self._output(bytes(process.readAllStandardOutput().data()))
         )
         process.finished.connect(lambda code, _status: self._finished(launcher, code))
         self.output.appendPlainText(f"$ {launcher.command_line()}")
@@ -478,7 +477,17 @@ class MaintenanceScreen(QWidget):
         program, *arguments = self.context.program
         process.start(program, [*arguments, *launcher.args])
 
+    def _output(self, chunk: bytes) -> None:
+        # Output arrives in pieces: show whole lines, keep the rest for the next piece.
+        text = self._partial + chunk.decode(errors="replace")
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            self.output.appendPlainText(line.rstrip("\r"))
+
     def _finished(self, launcher: Launcher, code: int) -> None:
+        if self._partial:
+            self.output.appendPlainText(self._partial)
+            self._partial = ""
         self.output.appendPlainText(f"[exit {code}]\n")
         self._process = None
         self._say(self.message, f"{launcher.label}: exit {code}", error=code != 0)

@@ -63,8 +63,14 @@ def matches(item: MenuItem, query: str) -> bool:
 
 
 def search(items: Iterable[MenuItem], query: str, limit: int | None = None) -> list[MenuItem]:
-    """The items ``query`` finds, those whose initials *start* with it first, then by name."""
+    """The items ``query`` finds: those whose initials are exactly it first, then those whose
+    initials start with it, then the rest; shorter names first within each."""
     needle = query.strip().casefold().replace(" ", "")
-    found = [item for item in items if matches(item, query)]
-    found.sort(key=lambda item: (not initials(item.name_zh).startswith(needle), item.name_zh))
+
+    def rank(item: MenuItem) -> tuple[int, int, str]:
+        letters = initials(item.name_zh)
+        closeness = 0 if letters == needle else 1 if letters.startswith(needle) else 2
+        return closeness, len(item.name_zh), item.name_zh
+
+    found = sorted((item for item in items if matches(item, query)), key=rank)
     return found[:limit] if limit is not None else found
