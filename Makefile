@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?= --demo
 
-.PHONY: run test test-slow lint typecheck fmt clean
+.PHONY: run test test-slow train-deps lint typecheck fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
+
+# The training tools (torch, torchvision, ultralytics): the tests of the training workflow
+# need them, and are skipped without them (but fail under CI, which installs them).
+$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
+
+train-deps: $(VENV)/.installed-train
 
 run: $(VENV)/.installed-run
 	$(BIN)/trayscan kiosk $(ARGS)
