@@ -89,6 +89,19 @@ logger = logging.getLogger(__name__)
 #: The holds a picker resolves: one dish the recogniser could not name for sure.
 DISH_HOLDS = frozenset({HoldReason.UNSURE_DISH, HoldReason.UNKNOWN_DISH, HoldReason.NOT_ON_MENU})
 NOT_A_DISH = ""
+#: The checkout's state as the cashier reads it.
+STATE_NAMES = {
+    CheckoutState.IDLE: "空闲 idle",
+    CheckoutState.TRAY_ARRIVED: "餐盘到达 tray arrived",
+    CheckoutState.TRAY_SETTLED: "识别中 recognising",
+    CheckoutState.RECOGNISED: "已识别 recognised",
+    CheckoutState.HELD: "待收银员处理 held for the cashier",
+    CheckoutState.AWAITING_PAYMENT: "等待付款 awaiting payment",
+    CheckoutState.PAYING: "付款中 paying",
+    CheckoutState.PAID: "已付款 paid",
+    CheckoutState.POSTED: "已入账 paid and posted",
+    CheckoutState.VOIDED: "已作废 voided",
+}
 TOP_K = 4
 
 
@@ -188,7 +201,7 @@ class DishPickerWidget(QFrame):
         self.thumbnails = thumbnails
         self.choice: str | None = None
         layout = QVBoxLayout(self)
-        title = QLabel(f"菜品 {dish_index + 1} · {reason}")
+        title = QLabel(reason)
         title.setObjectName("subTitle")
         title.setWordWrap(True)
         layout.addWidget(title)
@@ -708,7 +721,7 @@ class CashierScreen(QWidget):
 
     def _refresh_tray(self) -> None:
         state = self._state
-        self.state_label.setText(f"状态 State: {state.value}")
+        self.state_label.setText(f"状态 State: {STATE_NAMES[state]}")
         recognition = self._recognition
         holds = self._holds
         if holds:

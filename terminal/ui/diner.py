@@ -136,10 +136,10 @@ class DinerScreen(QWidget):
         side = QFrame()
         side.setObjectName("trayPanel")
         side_layout = QVBoxLayout(side)
-        side_layout.setContentsMargins(20, 16, 20, 16)
+        side_layout.setContentsMargins(16, 10, 16, 12)
         self.tray_title = QLabel()
         self.tray_title.setObjectName("sectionTitle")
-        side_layout.addWidget(self.tray_title)
+        self.tray_title.hide()  # the table's header says it; the rows need the room
         self.lines = QTableWidget(0, 3)
         self.lines.setObjectName("pricedLines")
         self.lines.verticalHeader().setVisible(False)
@@ -147,7 +147,7 @@ class DinerScreen(QWidget):
         self.lines.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.lines.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.lines.setShowGrid(False)
-        self.lines.verticalHeader().setDefaultSectionSize(52)
+        self.lines.verticalHeader().setDefaultSectionSize(40)
         header_view = self.lines.horizontalHeader()
         header_view.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         header_view.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -314,7 +314,7 @@ class DinerScreen(QWidget):
         if not self._camera_ok:
             self.camera.set_message(tr("camera_stalled", self.language))
         elif self._state is CheckoutState.IDLE and not self.camera.has_frame():
-            self.camera.set_message(tr("idle", self.language))
+            self.camera.set_message(tr("scanner_ready", self.language))
         else:
             self.camera.set_message("")
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QProcess, QTimer, Signal, Slot
+from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -292,7 +293,7 @@ class MaintenanceScreen(QWidget):
             "card": DeviceCardWidget(both("读卡器", "Card reader")),
             "backend": DeviceCardWidget(both("后台", "Backend")),
             "outbox": DeviceCardWidget(both("待上传", "Outbox")),
-            "worker": DeviceCardWidget(both("结算线程", "Checkout worker")),
+            "worker": DeviceCardWidget(both("结算线程", "Worker")),
         }
         for index, card in enumerate(self.cards.values()):
             cards.addWidget(card, index // 3, index % 3)
@@ -302,6 +303,8 @@ class MaintenanceScreen(QWidget):
         left.addWidget(errors_title)
         self.errors = QListWidget()
         self.errors.setObjectName("errorList")
+        self.errors.setWordWrap(True)
+        self.errors.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         left.addWidget(self.errors, 1)
         body.addLayout(left, 3)
 
@@ -327,8 +330,11 @@ class MaintenanceScreen(QWidget):
         self.launch_buttons: list[QPushButton] = []
         for index, launcher in enumerate(self.context.launchers):
             button = QPushButton(launcher.label)
+            button.setToolTip(launcher.command_line())
+            # Long labels must not widen the screen: the button takes the width it is given.
+            button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             button.clicked.connect(lambda _=False, item=launcher: self.launch(item))
-            launchers.addWidget(button, index // 2, index % 2)
+            launchers.addWidget(button, index, 0)
             self.launch_buttons.append(button)
         right.addLayout(launchers)
         self.output = QPlainTextEdit()

@@ -47,6 +47,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "voided": ("本单已取消，未扣款", "This checkout was cancelled; nothing was charged"),
     "camera_stalled": ("摄像头无画面", "No picture from the camera"),
     "camera_waiting": ("等待摄像头…", "Waiting for the camera…"),
+    "scanner_ready": ("识别区空闲 · 等待餐盘", "Scanner ready · waiting for a tray"),
     "unknown_dish": ("未识别", "Unknown"),
     "unsure_dish": ("待确认", "To confirm"),
     "per_portion": ("份", "portion"),

@@ -309,10 +309,10 @@ class DishTileButton(QToolButton):
         self.dish_id = dish_id
         self.setText(caption)
         self.setIcon(picture)
-        self.setIconSize(QSize(96, 96))
+        self.setIconSize(QSize(80, 80))
         self.setCheckable(True)
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
-        self.setMinimumSize(QSize(132, 150))
+        self.setMinimumSize(QSize(120, 134))
 
 
 def section(title: str, parent: QWidget | None = None) -> tuple[QWidget, QVBoxLayout]:

@@ -138,4 +138,4 @@ def test_a_stalled_camera_shows_on_the_picture(qtbot: QtBot, terminal: Terminal)
     screen.show_status(status(False))
     assert screen.camera.message == "摄像头无画面"
     screen.show_status(status(True))
-    assert screen.camera.message == "请将餐盘放在识别区"
+    assert screen.camera.message == "识别区空闲 · 等待餐盘"
