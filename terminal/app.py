@@ -23,6 +23,7 @@ from terminal.backend.ledger import EmbeddedLedger, LedgerError
 from terminal.backend.outbox import Outbox, OutboxError
 from terminal.backend.payments import OfflinePolicy, OutboxBackend, OutboxWorker, RemoteLedger
 from terminal.backend.sync import Heartbeat
+from terminal.captures import CaptureRecorder, CaptureStore, CaptureWriter
 from terminal.config import (
     DEMO_CARDS,
     BundleModelConfig,
@@ -61,6 +62,7 @@ from vision.fakes import GroundTruthRecogniser
 from vision.labels import LabelError, read_class_names
 from vision.recogniser import BundleRecogniser, SwappableRecogniser
 from vision.sources import FrameSource, FrameSourceError, make_source
+from vision.types import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,13 @@ class Terminal:
     desk: CashierDesk | None = None
     #: Transaction ids the outbox worker delivered, waiting to be told to the session's thread.
     posted: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
+    #: Keeps each paid tray's frame and dishes for the data staff; None when disabled.
+    captures: CaptureRecorder | None = None
+
+    def frame_settled(self, frame: Frame) -> None:
+        """The loops call this with the frame the current checkout is recognised from."""
+        if self.captures is not None:
+            self.captures.frame_settled(frame)
 
     def deliver_posted(self) -> int:
         """Tell the session about transactions the worker posted; call from the session's
@@ -121,6 +130,8 @@ class Terminal:
         if self.desk is not None:
             close_quietly(self.desk.store)
             close_quietly(self.desk.audit)
+        if self.captures is not None:
+            close_quietly(self.captures)
 
 
 class EmptySource(FrameSource):
@@ -249,6 +260,7 @@ def build_terminal(
     )
     if not check_only:
         terminal.desk = _desk(loaded, session, backend, seed_demo=seed_demo_accounts)
+        terminal.captures = _captures(loaded, session, profile)
     if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
         terminal.outbox = outbox
         outbox.recover()
@@ -271,6 +283,40 @@ def build_terminal(
         terminal.worker = worker
         worker.start()
     return terminal
+
+
+def _captures(
+    loaded: LoadedConfig, session: CheckoutSession, profile: TerminalProfile | None
+) -> CaptureRecorder | None:
+    """The capture store and its writer; a folder that cannot be used turns captures off
+    (with an error in the log) rather than stopping the checkout."""
+    config = loaded.config.captures
+    if not config.enabled:
+        return None
+    folder = loaded.resolve(config.folder)
+    try:
+        store = CaptureStore(
+            folder,
+            max_bytes=config.max_mb * 2**20,
+            retention_days=config.retention_days,
+            min_free_bytes=config.min_free_mb * 2**20,
+        )
+        store.recover()
+        store.prune()
+    except OSError as exc:
+        logger.error("%s: captures.folder: %s; no captures are kept", loaded.where("captures"), exc)
+        return None
+    camera = profile.camera if profile is not None else None
+    if camera is None:
+        logger.warning("no calibrated tray area: captures keep the whole frame")
+    return CaptureRecorder(
+        session,
+        CaptureWriter(store),
+        tray_area=camera.tray_area if camera is not None else None,
+        calibrated_size=(camera.frame_width, camera.frame_height) if camera is not None else None,
+        terminal_id=loaded.config.terminal_id,
+        keep_voided=config.keep_voided,
+    )
 
 
 def _desk(

@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     from terminal.cashier_cli import add_parsers as add_cashier_parsers
 
     add_cashier_parsers(sub)
+    from terminal.captures_cli import add_parsers as add_captures_parsers
+
+    add_captures_parsers(sub)
     return parser
 
 

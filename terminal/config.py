@@ -243,6 +243,20 @@ class ThresholdsConfig(StrictModel):
         return self
 
 
+class CapturesConfig(StrictModel):
+    """What the terminal keeps of each paid tray for the data staff (``terminal/captures.py``).
+
+    Only the calibrated tray area of the settled frame is kept, never the rest of the view.
+    """
+
+    enabled: bool = True
+    folder: str = "var/captures"
+    max_mb: int = Field(default=2048, gt=0)
+    retention_days: int = Field(default=30, gt=0)
+    min_free_mb: int = Field(default=512, ge=0)
+    keep_voided: bool = False
+
+
 #: The type a section takes when it is given without one.
 DEFAULT_TYPES = {
     "camera": "replay",
@@ -278,6 +292,7 @@ class TerminalConfig(StrictModel):
     model: ModelConfig = Field(default_factory=BundleModelConfig)
     menu: MenuSourceConfig = Field(default_factory=MenuSourceConfig)
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    captures: CapturesConfig = Field(default_factory=CapturesConfig)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ class LiveTerminal:
             and self.weight.may_charge()
         ):
             session.tray_settled(stable)
+            self.terminal.frame_settled(self.settled_frame)
             try:
                 recognition = self.terminal.recogniser.recognise(self.settled_frame)
             except Exception as exc:  # any recogniser failure goes to the cashier
