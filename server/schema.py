@@ -149,6 +149,34 @@ bundles = sa.Table(
     sa.Column("published_at", sa.Float, nullable=False),
 )
 
+# Face accounts (server/face_api.py): templates with the account, never photos, and the record of
+# every enrolment (with its consent) and deletion, whose seq is the terminals' sync cursor.
+face_templates = sa.Table(
+    "face_templates",
+    metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.account_id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("template", sa.LargeBinary, nullable=False),
+    sa.Column("enrolled_at", sa.Float, nullable=False),
+)
+
+face_events = sa.Table(
+    "face_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", ID, nullable=False, index=True),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("template_count", sa.Integer, nullable=False),
+    sa.Column("consent_given_by", sa.String(200)),
+    sa.Column("consent_text_version", sa.String(64)),
+    sa.Column("consent_given_at", sa.Float),
+    sa.Column("reason", sa.String(500)),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.CheckConstraint("event IN ('enrolled', 'deleted')", name="face_events_event"),
+)
+
 #: Execution option for a connection that only reads: on SQLite it begins a deferred
 #: transaction instead of taking the write lock.
 READ_ONLY = "trayscan_read_only"

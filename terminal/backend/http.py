@@ -24,8 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import numpy as np
+import numpy.typing as npt
 import requests
 
+from terminal.backend.face_sync import (
+    FaceConsent,
+    FaceEnrolmentError,
+    FaceEnrolmentReceipt,
+    FaceTemplateChanges,
+    changes_from_json,
+    enrolment_body,
+)
 from terminal.backend.signing import sign_headers
 from terminal.backend.wire import (
     ACCOUNT_METHODS,
@@ -217,6 +227,51 @@ class HttpBackend:
         payload = self._json("GET", "/v1/cards")[1]
         cards = [(str(row["card_id"]), account_from_json(row)) for row in payload["cards"]]
         return cards, float(payload.get("synced_at", time.time()))
+
+    # --- face accounts (docs/backend-contract.md, "Face accounts") ----------------------------
+
+    def face_templates_since(self, cursor: int) -> FaceTemplateChanges:
+        """``GET /v1/face-templates?since=``: templates changed or deleted after ``cursor``."""
+        return changes_from_json(self._json("GET", f"/v1/face-templates?since={int(cursor)}")[1])
+
+    def enrol_face(
+        self,
+        account_id: str,
+        templates: npt.NDArray[np.float32],
+        model: str,
+        consent: FaceConsent,
+        *,
+        card_id: str | None = None,
+    ) -> FaceEnrolmentReceipt:
+        """``POST /v1/accounts/{id}/face``; the server requires ``card_id`` from a terminal.
+
+        Raises:
+            FaceEnrolmentError: refused (unknown account, card of another account, bad body).
+        """
+        consent.check()
+        body = enrolment_body(templates, model, consent, card_id)
+        try:
+            answer = self._json("POST", f"/v1/accounts/{_seg(account_id)}/face", body)[1]
+        except (PaymentDeclinedError, BackendRequestError) as exc:
+            raise FaceEnrolmentError(str(exc)) from exc
+        return FaceEnrolmentReceipt(
+            str(answer["account_id"]),
+            int(answer["template_count"]),
+            str(answer["model"]),
+            float(answer["enrolled_at"]),
+            int(answer["cursor"]),
+        )
+
+    def delete_face(self, account_id: str, *, card_id: str | None = None, reason: str = "") -> int:
+        """``POST /v1/accounts/{id}/face/delete`` with the diner's card; returns the count."""
+        if card_id is None:
+            raise FaceEnrolmentError("a terminal deletes face templates only with the diner's card")
+        body = {"card_id": card_id, "reason": reason}
+        try:
+            answer = self._json("POST", f"/v1/accounts/{_seg(account_id)}/face/delete", body)[1]
+        except (PaymentDeclinedError, BackendRequestError) as exc:
+            raise FaceEnrolmentError(str(exc)) from exc
+        return int(answer["deleted_templates"])
 
     def charge(self, request: PaymentRequest, account_id: str) -> PaymentReceipt:
         target = account_id if request.method in ACCOUNT_METHODS else None

@@ -20,6 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from terminal.backend import face_ledger
+from terminal.backend.face_sync import FaceConsent, FaceEnrolmentReceipt, FaceTemplateChanges
 from terminal.backend.wire import ACCOUNT_METHODS, METHODS, transaction_body
 from terminal.core.money import Fen, require_fen
 from terminal.core.ports import (
@@ -78,6 +83,8 @@ CREATE TABLE IF NOT EXISTS top_ups (
     created_at  REAL NOT NULL
 );
 """
+# Face templates and their enrolment/deletion record (terminal.backend.face_ledger).
+SCHEMA += face_ledger.FACE_SCHEMA
 
 # Version 1 ledgers had no voids, refunds or tender without an account.
 _MIGRATE_FROM_1 = (
@@ -436,6 +443,46 @@ class EmbeddedLedger:
                 "SELECT lines_json FROM transactions WHERE transaction_id = ?", (transaction_id,)
             ).fetchone()
         return list(json.loads(row[0])) if row else []
+
+    # --- face accounts (terminal.backend.face_ledger) ---------------------------------------
+
+    def enrol_face(
+        self,
+        account_id: str,
+        templates: npt.NDArray[np.float32],
+        model: str,
+        consent: FaceConsent,
+        *,
+        card_id: str | None = None,
+        actor: str = "terminal",
+    ) -> FaceEnrolmentReceipt:
+        """Store an account's face templates (replacing earlier ones) with the consent record.
+
+        Raises:
+            FaceEnrolmentError: unknown account, a card of another account, no consent, bad
+                templates.
+        """
+        with self._write() as db:
+            return face_ledger.enrol(
+                db, account_id, templates, model, consent, card_id=card_id, actor=actor
+            )
+
+    def delete_face(
+        self,
+        account_id: str,
+        *,
+        card_id: str | None = None,
+        reason: str = "",
+        actor: str = "terminal",
+    ) -> int:
+        """Delete every face template of the account; returns how many there were."""
+        with self._write() as db:
+            return face_ledger.delete(db, account_id, card_id=card_id, reason=reason, actor=actor)
+
+    def face_templates_since(self, cursor: int) -> FaceTemplateChanges:
+        """The accounts whose face templates changed or were deleted after ``cursor``."""
+        with self._lock:
+            return face_ledger.changes_since(self._db, cursor)
 
     def transaction_count(self) -> int:
         """How many transactions were charged (tombstones and voids not counted)."""
