@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QListWidget
+from PySide6.QtWidgets import QListWidget, QPushButton
 from pytestqt.qtbot import QtBot
 
 from terminal.app import Terminal
@@ -281,3 +283,46 @@ def test_amounts_typed_in_yuan(text: str, fen: int) -> None:
 def test_amounts_that_are_not_money(text: str) -> None:
     with pytest.raises(ValueError):
         parse_yuan(text)
+
+
+def test_a_confirmed_correction_goes_into_the_gallery_with_one_tap(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    from terminal.app import build_terminal
+    from terminal.config import load_config
+    from vision.recogniser import SwappableRecogniser
+
+    config = tmp_path / "terminal.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\ncalibration: {tmp_path / 'calibration.yaml'}\n"
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n"
+        f"model:\n  store: {tmp_path / 'models'}\n  threads: 1\n",
+        encoding="utf-8",
+    )
+    terminal = build_terminal(load_config(config), seed_demo_accounts=True)
+    try:
+        recogniser = terminal.recogniser
+        assert isinstance(recogniser, SwappableRecogniser)
+        before = recogniser.model_version
+        screen = cashier_screen(qtbot, terminal)
+        sign_in(qtbot, screen, CASHIER_ID, CASHIER_PIN)
+        frame = tray_frame("tray-01.jpg")
+        screen.show_frame(frame)
+        put_tray(terminal, frame, unsure_and_unknown(truth(terminal, frame)))
+        unknown, unsure = screen.pickers()
+        unsure.choose("dua_hau")
+        unknown.choose("com")
+        qtbot.mouseClick(screen.confirm_button, Qt.MouseButton.LeftButton)
+        buttons = [b for b in screen.findChildren(QPushButton) if b.objectName() == "galleryButton"]
+        assert [b.text() for b in buttons] == [
+            "加入图库 Add to gallery: 2 米饭",
+            "加入图库 Add to gallery: 3 西瓜",
+        ]
+        qtbot.mouseClick(buttons[0], Qt.MouseButton.LeftButton)
+        after = recogniser.model_version
+        assert after != before
+        assert recogniser.active.gallery.origins.count("cashier") == 1
+        assert f"已加入图库 Added to the gallery: 米饭 · 模型 {after}" in screen.tray_message.text()
+        assert not buttons[0].isEnabled()
+    finally:
+        terminal.close()
