@@ -58,6 +58,9 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     overrides = _read_overrides(args.overrides, "train detector")
     if overrides is None:
         return 2
+    if not args.per_dish:
+        # The baseline detector finds dishes, whatever they are: the gallery names them.
+        overrides.setdefault("single_cls", True)
     run = train_detector(
         args.data.resolve(),
         args.runs.resolve(),
@@ -282,6 +285,11 @@ def add_parsers(sub: Any) -> None:
     detector.add_argument("--device", default="cpu")
     detector.add_argument("--resume", action="store_true")
     detector.add_argument("--overrides", type=Path, help="YAML of ultralytics settings")
+    detector.add_argument(
+        "--per-dish",
+        action="store_true",
+        help="one class per dish (a second opinion); default: one class, 'dish'",
+    )
     detector.set_defaults(func=cmd_train_detector)
 
     identifier = actions.add_parser(
