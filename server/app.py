@@ -39,7 +39,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server import schema
 from server.bundles import BundleArchiveError, check_archive
 from server.errors import ApiError
-from server.face_api import add_face_routes
 from server.models import (
     AccountAnswer,
     AddCardBody,
@@ -160,6 +159,8 @@ def create_app(
     _install_error_handlers(app)
     _add_terminal_routes(app, context.store)
     _add_admin_routes(app, context.store)
+    from server.face_api import add_face_routes  # it imports this module's auth types
+
     add_face_routes(app, context.store)
     _use_contract_errors_in_openapi(app)
 

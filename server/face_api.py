@@ -27,6 +27,7 @@ from fastapi import FastAPI, Query
 from pydantic import Field
 from sqlalchemy.engine import Connection
 
+from server.app import _ADMIN, Claim, PathId, _errors
 from server.errors import ApiError
 from server.models import ID_PATTERN, Answer, RequestBody
 from server.schema import accounts, cards, face_events, face_templates
@@ -300,8 +301,6 @@ def _decode_all(texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 def add_face_routes(app: FastAPI, store: Store) -> None:
     """The face endpoints: the terminals' (signed) and the admin's (bearer token)."""
-    from server.app import _ADMIN, Claim, PathId, _errors
-
     faces = FaceStore(store)
 
     @app.get("/v1/face-templates", tags=["terminal"], responses=_errors(401, 422))
