@@ -149,7 +149,12 @@ def _place_windows(kiosk: Kiosk, *, demo: bool) -> None:
         kiosk.staff.resize(1280, 860)
         kiosk.diner.show()
         if demo:
-            kiosk.staff.move(kiosk.diner.x() + 60, kiosk.diner.y() + 60)
+            # Side by side as far as the desktop allows: the staff window to the right.
+            screen = kiosk.diner.screen() or QGuiApplication.primaryScreen()
+            area = screen.availableGeometry()
+            kiosk.diner.move(area.left(), area.top())
+            x = max(area.left() + 60, area.right() - kiosk.staff.width())
+            kiosk.staff.move(x, area.top() + 40)
             kiosk.staff.show()
         else:
             kiosk.diner.showFullScreen()
