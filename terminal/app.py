@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calibration.profile import CalibratedScale, TerminalProfile, load_profile
 from terminal.backend.audit_store import AuditStoreError, SqliteAuditLog
@@ -64,6 +65,9 @@ from vision.recogniser import BundleRecogniser, SwappableRecogniser
 from vision.sources import FrameSource, FrameSourceError, make_source
 from vision.types import Frame
 
+if TYPE_CHECKING:
+    from terminal.devices.face.parts import FaceParts
+
 logger = logging.getLogger(__name__)
 
 #: The demo's diners: card id -> (account id, display name).
@@ -104,6 +108,8 @@ class Terminal:
     posted: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
     #: Keeps each paid tray's frame and dishes for the data staff; None when disabled.
     captures: CaptureRecorder | None = None
+    #: Face accounts (enrolment, matching, face payment); None unless ``face.enabled``.
+    face: FaceParts | None = None
 
     def frame_settled(self, frame: Frame) -> None:
         """The loops call this with the frame the current checkout is recognised from."""
@@ -261,6 +267,7 @@ def build_terminal(
     if not check_only:
         terminal.desk = _desk(loaded, session, backend, seed_demo=seed_demo_accounts)
         terminal.captures = _captures(loaded, session, profile)
+        terminal.face = _face(loaded, backend, terminal.desk)
     if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
         terminal.outbox = outbox
         outbox.recover()
@@ -276,13 +283,71 @@ def build_terminal(
             outbox,
             backend.online,
             on_posted=terminal.posted.put,
-            sync=backend.sync_accounts,
+            sync=_with_face_sync(backend.sync_accounts, terminal.face),
             heartbeat=heartbeat,
         )
         backend.set_on_queued(worker.wake)
         terminal.worker = worker
         worker.start()
     return terminal
+
+
+def _face(
+    loaded: LoadedConfig, backend: LedgerBackend, desk: CashierDesk | None
+) -> FaceParts | None:
+    """Face accounts from the ``face:`` section: models, encrypted cache, matcher, payment."""
+    config = loaded.config.face
+    if not config.enabled:
+        return None
+    from terminal.backend.face_cache import FaceCacheError, load_key
+    from terminal.backend.face_sync import FaceTemplateBackend
+    from terminal.devices.face.liveness import LivenessPolicy
+    from terminal.devices.face.parts import build_face_parts
+    from terminal.devices.face.quality import QualityPolicy
+    from terminal.devices.face.types import FaceModelError
+
+    templates = backend.online if isinstance(backend, OutboxBackend) else backend
+    if not isinstance(templates, FaceTemplateBackend):
+        raise StartupError(
+            f"{loaded.where('face', 'enabled')}: face.enabled: the configured backend keeps no "
+            "face templates (use the embedded ledger or an http backend)"
+        )
+    key_file = loaded.resolve(config.cache_key_file) if config.cache_key_file else None
+    try:
+        return build_face_parts(
+            templates=templates,
+            payments=backend,
+            audit=desk.audit if desk is not None else None,
+            cache_path=loaded.resolve(config.cache),
+            cache_key=load_key(key_file, config.cache_key_env),
+            detector_model=loaded.resolve(config.detector_model),
+            quality=QualityPolicy(
+                min_face_px=config.min_face_px, min_sharpness=config.min_sharpness
+            ),
+            liveness=LivenessPolicy(
+                prompt=config.liveness.prompt,
+                min_frames=config.liveness.min_frames,
+                min_parallax=config.liveness.min_parallax,
+                check_screen=config.liveness.check_screen,
+            ),
+            threshold=config.match_threshold,
+            margin=config.match_margin,
+        )
+    except (FaceModelError, FaceCacheError) as exc:
+        raise StartupError(f"{loaded.where('face')}: face: {exc}") from None
+
+
+def _with_face_sync(sync: Callable[[], int], face: FaceParts | None) -> Callable[[], int]:
+    """The worker's account refresh, followed by the face templates' when face is on."""
+    if face is None:
+        return sync
+
+    def both() -> int:
+        count = sync()
+        face.sync()
+        return count
+
+    return both
 
 
 def _captures(

@@ -218,6 +218,44 @@ class BundleModelConfig(StrictModel):
 ModelConfig = Annotated[GroundTruthModelConfig | BundleModelConfig, Field(discriminator="type")]
 
 
+# --- face accounts ------------------------------------------------------------------------
+
+
+class FaceLivenessConfig(StrictModel):
+    """The anti-spoofing check on every face payment (``terminal.devices.face.liveness``)."""
+
+    prompt: Literal["head_turn", "blink", "either"] = "head_turn"
+    min_frames: int = Field(default=5, ge=2, le=60)
+    min_parallax: float = Field(default=0.03, ge=0)
+    check_screen: bool = True
+
+
+class FaceConfig(StrictModel):
+    """Face accounts: diners who enrolled pay by looking at the customer camera (off unless
+    ``enabled``; needs the ``face`` extra). Templates are cached on the terminal encrypted with
+    AES-GCM under a 32-byte key from ``cache_key_file`` or the variable ``cache_key_env``."""
+
+    enabled: bool = False
+    detector_model: str = "assets/models/face/face_detection_yunet_2026may.onnx"
+    match_threshold: float = Field(default=0.5, gt=0, le=2)
+    match_margin: float = Field(default=0.08, ge=0)
+    min_face_px: float = Field(default=80, gt=0)
+    min_sharpness: float = Field(default=50, ge=0)
+    cache: str = "var/face-templates.cache"
+    cache_key_file: str | None = None
+    cache_key_env: str | None = None
+    liveness: FaceLivenessConfig = Field(default_factory=FaceLivenessConfig)
+
+    @model_validator(mode="after")
+    def _check_key(self) -> FaceConfig:
+        if self.enabled and not (self.cache_key_file or self.cache_key_env):
+            raise ValueError(
+                "face accounts need a cache key: give cache_key_file or cache_key_env "
+                "(make one with `trayscan face new-key FILE`)"
+            )
+        return self
+
+
 # --- the rest -----------------------------------------------------------------------------
 
 
@@ -292,6 +330,7 @@ class TerminalConfig(StrictModel):
     model: ModelConfig = Field(default_factory=BundleModelConfig)
     menu: MenuSourceConfig = Field(default_factory=MenuSourceConfig)
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
     captures: CapturesConfig = Field(default_factory=CapturesConfig)
 
 
