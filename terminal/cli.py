@@ -351,11 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration.cli import add_parsers as add_calibration_parsers
     from server.cli import add_bench_parser as add_bench_backend_parser
     from server.cli import add_parsers as add_backend_parsers
+    from terminal.devices.face.cli import add_parsers as add_face_parsers
     from training.cli import add_parsers as add_training_parsers
 
     add_bench_backend_parser(bench_sub)
     add_training_parsers(sub)
     add_calibration_parsers(sub)
+    add_face_parsers(sub, bench_sub)
     add_backend_parsers(sub)
 
     devices = sub.add_parser("devices", help="the terminal's devices")
