@@ -353,9 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import add_parsers as add_backend_parsers
     from terminal.devices.face.cli import add_parsers as add_face_parsers
     from training.cli import add_parsers as add_training_parsers
+    from training.dataset_cli import add_parsers as add_dataset_parsers
 
     add_bench_backend_parser(bench_sub)
     add_training_parsers(sub)
+    add_dataset_parsers(sub)
     add_calibration_parsers(sub)
     add_face_parsers(sub, bench_sub)
     add_backend_parsers(sub)
