@@ -65,19 +65,19 @@ class Launcher:
 
 
 DEFAULT_LAUNCHERS = (
-    Launcher(both("检查校准文件", "Check calibration"), ("calibrate", "check")),
+    Launcher(both("检查校准", "Check profile"), ("calibrate", "check")),
     Launcher(
-        both("校准秤（演练）", "Scale calibration (rehearsal)"),
+        both("秤演练", "Scale rehearsal"),
         ("calibrate", "scale", "--fake"),
         interactive=True,
     ),
     Launcher(
-        both("校准秤", "Scale calibration"),
+        both("校准秤", "Scale"),
         ("calibrate", "scale", "--url", "/dev/ttyUSB0", "--protocol", "mt-sics"),
         interactive=True,
     ),
     Launcher(
-        both("校准摄像头", "Camera calibration"),
+        both("校准摄像头", "Camera"),
         ("calibrate", "camera", "--device", "0", "--auto"),
         interactive=True,
     ),
@@ -96,7 +96,7 @@ class MaintenanceContext:
         errors: the log's last warnings and errors.
         launchers: the calibration commands offered.
         program: how to start ``trayscan`` (this Python running ``terminal.cli``).
-        clock: seconds since the epoch, for the PIN lockout.
+        clock: seconds since the epoch, for the PIN lockout and the age of the last card.
     """
 
     desk: CashierDesk
@@ -318,7 +318,7 @@ class MaintenanceScreen(QWidget):
         right.addWidget(self.model_label)
         self.model_card = QTextBrowser()
         self.model_card.setObjectName("modelCard")
-        right.addWidget(self.model_card, 2)
+        right.addWidget(self.model_card, 3)
         self.rollback_button = QPushButton(both("切换到上一版本", "Switch to the previous bundle"))
         self.rollback_button.setObjectName("dangerButton")
         self.rollback_button.clicked.connect(self.rollback)
@@ -334,7 +334,7 @@ class MaintenanceScreen(QWidget):
             # Long labels must not widen the screen: the button takes the width it is given.
             button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             button.clicked.connect(lambda _=False, item=launcher: self.launch(item))
-            launchers.addWidget(button, index, 0)
+            launchers.addWidget(button, index // 2, index % 2)
             self.launch_buttons.append(button)
         right.addLayout(launchers)
         self.output = QPlainTextEdit()
@@ -374,7 +374,7 @@ class MaintenanceScreen(QWidget):
         if card is None:
             self.cards["card"].show_state(True, "未刷卡 no tap yet")
         else:
-            ago = _age(max(0.0, time.time() - card.at))
+            ago = _age(max(0.0, self.context.clock() - card.at))
             self.cards["card"].show_state(True, card.masked, f"{ago} 前 ago")
         backend = status.backend
         self.cards["backend"].show_state(

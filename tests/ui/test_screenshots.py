@@ -116,6 +116,7 @@ def test_screenshots_of_every_screen(
             rollback=lambda: "2026.11.26-2",
             errors=errors,
             program=(sys.executable, "-c", "pass"),
+            clock=lambda: 1_795_000_100.0,
         ),
         monotonic=lambda: 100.4,
     )
@@ -127,7 +128,7 @@ def test_screenshots_of_every_screen(
         DeviceStatus(
             camera=CameraView("opencv", "ok", 14.9, True),
             scale=ScaleView(1624, True),
-            card=CardView("04A1****D4", time.time() - 4.2),
+            card=CardView("04A1****D4", 1_795_000_095.8),
             backend=BackendView("HttpBackend", True, "", 0, ()),
             model=model,
             checkouts=128,
