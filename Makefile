@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Stamp files: reinstall only when the project's metadata changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[ui]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

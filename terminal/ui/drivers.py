@@ -278,6 +278,7 @@ class DemoDriver:
         gross = simulated_gross_g(terminal, weighed, Path(frame.source).name) if weighed else 0
         self.scale.place(gross)
         session.tray_settled(self.scale.read_stable().gross_g)
+        terminal.frame_settled(frame)
         if recognition is None:
             session.recognition_failed(error)
         else:
