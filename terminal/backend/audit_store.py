@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from terminal.backend.durable import DurableSqlite
 from terminal.core.audit import AuditEntry, make_entry, verify_chain
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class AuditStoreError(RuntimeError):
     """The audit file cannot be used (unreadable, not a trayscan audit log, newer schema)."""
 
 
-class SqliteAuditLog:
+class SqliteAuditLog(DurableSqlite):
     """An append-only, hash-chained audit log in SQLite; implements ``AuditLog``.
 
     Args:
@@ -81,59 +80,23 @@ class SqliteAuditLog:
         clock: Callable[[], float] = time.time,
         read_only: bool = False,
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, what="audit log", error=AuditStoreError, read_only=read_only)
         self.terminal_id = terminal_id
         self._clock = clock
-        self._lock = threading.Lock()
+        if not read_only:
+            self._install_schema(SCHEMA, SCHEMA_VERSION)
+            return
         try:
-            if read_only:
-                self._db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    timeout=10.0,
-                )
-                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-                if version == 0:
-                    raise AuditStoreError(f"{self.path} is not a trayscan audit log")
-            else:
-                if str(path) != ":memory:":
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(
-                    str(path), check_same_thread=False, isolation_level=None, timeout=10.0
-                )
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-                if version == 0:
-                    self._db.executescript(
-                        f"BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                    )
-            if version > SCHEMA_VERSION:
-                raise AuditStoreError(
-                    f"audit log {self.path} is schema version {version}, newer than this "
-                    f"trayscan ({SCHEMA_VERSION}); upgrade trayscan"
-                )
+            version = self._schema_version()
         except sqlite3.DatabaseError as exc:
             raise AuditStoreError(f"cannot open audit log {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+        if version == 0:
+            raise AuditStoreError(f"{self.path} is not a trayscan audit log")
+        if version > SCHEMA_VERSION:
+            raise AuditStoreError(
+                f"audit log {self.path} is schema version {version}, newer than this "
+                f"trayscan ({SCHEMA_VERSION}); upgrade trayscan"
+            )
 
     def append(self, actor: str, action: str, details: Mapping[str, object]) -> AuditEntry:
         """Chain one entry onto the last and commit it durably.

@@ -9,10 +9,9 @@ buy a thief more PIN attempts.
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 from pathlib import Path
 
+from terminal.backend.durable import DurableSqlite
 from terminal.core.cashier import CashierRecord, Role
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ class CashierStoreError(RuntimeError):
     """The cashier file cannot be used (unreadable, not a trayscan cashier file, newer schema)."""
 
 
-class SqliteCashierStore:
+class SqliteCashierStore(DurableSqlite):
     """Cashier records in one SQLite file; implements ``CashierStore``.
 
     Args:
@@ -49,33 +48,8 @@ class SqliteCashierStore:
     """
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=10.0
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise CashierStoreError(
-                    f"cashier file {self.path} is schema version {version}, newer than this "
-                    f"trayscan ({SCHEMA_VERSION}); upgrade trayscan"
-                )
-            if version == 0:
-                self._db.executescript(
-                    f"BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                )
-        except sqlite3.DatabaseError as exc:
-            raise CashierStoreError(f"cannot open cashier file {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._db.close()
+        super().__init__(path, what="cashier file", error=CashierStoreError)
+        self._install_schema(SCHEMA, SCHEMA_VERSION)
 
     def get(self, cashier_id: str) -> CashierRecord | None:
         """The record of ``cashier_id``, or None."""

@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from terminal.backend import face_ledger
+from terminal.backend.durable import DurableSqlite
 from terminal.backend.face_sync import FaceConsent, FaceEnrolmentReceipt, FaceTemplateChanges
 from terminal.backend.wire import ACCOUNT_METHODS, METHODS, transaction_body
 from terminal.core.money import Fen, require_fen
@@ -111,7 +109,7 @@ class LedgerError(RuntimeError):
     """The ledger file cannot be used (unreadable, not a trayscan ledger, ...)."""
 
 
-class EmbeddedLedger:
+class EmbeddedLedger(DurableSqlite):
     """Accounts and transactions in SQLite; implements ``LedgerBackend``.
 
     Args:
@@ -120,45 +118,17 @@ class EmbeddedLedger:
     """
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        super().__init__(path, what="ledger", error=LedgerError)
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(transactions)")}
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
-
-    def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"ledger {self.path} is schema version {version}, newer than this trayscan "
-                f"({SCHEMA_VERSION}); upgrade trayscan"
-            )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(transactions)")}
-        script = _MIGRATE_FROM_1 if columns and "status" not in columns else SCHEMA
-        self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+        # Version 1 ledgers predate user_version: they are the ones without a status column.
+        legacy = bool(columns) and "status" not in columns
+        self._install_schema(
+            SCHEMA, SCHEMA_VERSION, migrate_from={0: _MIGRATE_FROM_1} if legacy else None
+        )
 
     # --- administration -------------------------------------------------------------------
 

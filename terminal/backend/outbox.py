@@ -28,20 +28,20 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from terminal.backend.durable import DurableSqlite
 from terminal.core.money import Fen
 from terminal.core.ports import Account, RefundRequest
 from terminal.core.session import PaymentReceipt
 
 logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -131,7 +131,7 @@ _COLUMNS = (
 )
 
 
-class Outbox:
+class Outbox(DurableSqlite):
     """The durable queue between the payment path and the backend, and the account cache.
 
     Thread-safe: the payment path and the outbox worker share one instance.
@@ -142,34 +142,9 @@ class Outbox:
     """
 
     def __init__(self, path: Path | str, *, clock: Any = time.time) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, what="outbox", error=OutboxError, reentrant=True)
         self._clock = clock
-        self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+        self._install_schema(SCHEMA, SCHEMA_VERSION)
 
     # --- transactions ---------------------------------------------------------------------
 
