@@ -54,7 +54,6 @@ from typing import Any, Literal, NamedTuple
 import cv2
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from terminal.core.pricing import PricedTray
 from terminal.core.session import (
@@ -68,6 +67,7 @@ from terminal.core.session import (
     TrayRecognised,
     TrayRemoved,
 )
+from vision.labels import write_dataset_yaml
 from vision.types import Frame, TrayRecognition
 
 logger = logging.getLogger(__name__)
@@ -1213,21 +1213,12 @@ def export_yolo(
                 "needs_review": needs_review,
             }
         )
-    dataset_yaml = out / "dataset.yaml"
-    dataset_yaml.write_text(
-        "# Captures exported by `trayscan captures export`; class names are menu ids.\n"
-        + yaml.safe_dump(
-            {
-                "path": str(out.resolve()),
-                "train": "images",
-                "val": "images",
-                "nc": len(names),
-                "names": names,
-            },
-            allow_unicode=True,
-            sort_keys=False,
-        ),
-        encoding="utf-8",
+    dataset_yaml = write_dataset_yaml(
+        out,
+        names,
+        train="images",
+        val="images",
+        header="# Captures exported by `trayscan captures export`; class names are menu ids.",
     )
     manifest = out / "manifest.json"
     manifest.write_text(

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from vision.labels import label_path_for, read_class_names
+from vision.labels import label_path_for, read_class_names, write_dataset_yaml
 from vision.sources import list_images
 
 logger = logging.getLogger(__name__)
@@ -143,21 +143,7 @@ def write_yolo_dataset(
                 lines.append(" ".join(fields))
             (label_dir / f"{image.stem}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     names = ["dish"] if class_agnostic else list(class_names)
-    dataset_yaml = out / "dataset.yaml"
-    dataset_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "path": str(out.resolve()),
-                "train": "train/images",
-                "val": "val/images",
-                "nc": len(names),
-                "names": names,
-            },
-            allow_unicode=True,
-            sort_keys=False,
-        ),
-        encoding="utf-8",
-    )
+    dataset_yaml = write_dataset_yaml(out, names, train="train/images", val="val/images")
     (out / "split.json").write_text(
         json.dumps(
             {"train": [p.name for p in split.train], "val": [p.name for p in split.val]},

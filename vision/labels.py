@@ -92,3 +92,30 @@ def read_class_names(dataset_yaml: Path) -> list[str]:
     if isinstance(names, list):
         return [str(n) for n in names]
     raise LabelError(f"{dataset_yaml}: no 'names' list of classes")
+
+
+def write_dataset_yaml(
+    out: Path, names: Sequence[str], *, train: str, val: str, header: str = ""
+) -> Path:
+    """Write ``out/dataset.yaml`` for a YOLO dataset (absolute ``path``, as ultralytics wants).
+
+    Args:
+        out: the dataset folder.
+        names: class names, in class-id order.
+        train, val: image folders relative to ``out``.
+        header: comment lines to put first (each starting with ``#``).
+    """
+    dataset_yaml = out / "dataset.yaml"
+    body = yaml.safe_dump(
+        {
+            "path": str(out.resolve()),
+            "train": train,
+            "val": val,
+            "nc": len(names),
+            "names": list(names),
+        },
+        allow_unicode=True,
+        sort_keys=False,
+    )
+    dataset_yaml.write_text((header.rstrip("\n") + "\n" if header else "") + body, encoding="utf-8")
+    return dataset_yaml
