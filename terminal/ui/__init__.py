@@ -7,6 +7,7 @@ business state. Everything slow (recognition, device I/O, payments, posting) run
 thread (:mod:`terminal.ui.worker`); results reach the screens through queued signals.
 
 Modules without Qt (:mod:`terminal.ui.text`, :mod:`terminal.ui.pinyin`,
-:mod:`terminal.ui.thumbnails`, :mod:`terminal.ui.status`, :mod:`terminal.ui.drivers`) hold the
-logic the screens show, so it can be tested and reused without a display.
+:mod:`terminal.ui.thumbnails`, :mod:`terminal.ui.status`, :mod:`terminal.ui.drivers`,
+:mod:`terminal.ui.tray`) hold the logic the screens show, so it can be tested and reused without
+a display.
 """

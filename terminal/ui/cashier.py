@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QScrollArea,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -63,7 +62,6 @@ from terminal.core.session import (
     CheckoutVoided,
     Paid,
     PaymentRequested,
-    StateChanged,
     TrayHeld,
     TrayRecognised,
     TrayRemoved,
@@ -72,13 +70,17 @@ from terminal.ui import pinyin
 from terminal.ui.access import acknowledge_flagged
 from terminal.ui.text import both, grams, money
 from terminal.ui.thumbnails import ThumbnailIndex
+from terminal.ui.tray import ShownTray
 from terminal.ui.widgets import (
     CameraViewWidget,
     DishOutline,
     DishTileButton,
-    PinPadWidget,
+    StaffHeader,
+    StaffScreen,
     name_tile,
     pixmap_from_bgr,
+    restyle,
+    say,
 )
 from terminal.ui.worker import CommandRunner, SessionRelay, forward_event
 from vision.recogniser import SwappableRecogniser
@@ -273,12 +275,11 @@ class DishPickerWidget(QFrame):
         for tile in self.tiles:
             tile.setChecked(tile.dish_id == dish_id)
         self.setProperty("resolved", "true")
-        self.style().unpolish(self)
-        self.style().polish(self)
+        restyle(self)
         self.chosen.emit(self.dish_index, dish_id)
 
 
-class CashierScreen(QWidget):
+class CashierScreen(StaffScreen):
     """The cashier's touch screen beside the scanner.
 
     Args:
@@ -287,7 +288,6 @@ class CashierScreen(QWidget):
         idle_sign_out_ms: sign the cashier out after this long without a touch.
     """
 
-    presence_changed = Signal(bool)
     attention = Signal(bool)
 
     def __init__(
@@ -298,7 +298,9 @@ class CashierScreen(QWidget):
         idle_sign_out_ms: int = 180_000,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(
+            both("收银台", "Cashier"), both("收银员登录", "Cashier sign-in"), parent=parent
+        )
         self.setObjectName("cashierScreen")
         self.menu = session.menu
         self.context = context
@@ -307,10 +309,7 @@ class CashierScreen(QWidget):
         self.cashier: CashierRecord | None = None
         self._pin = ""
         # What is shown, from the session's events.
-        self._state = session.state
-        self._recognition: TrayRecognition | None = None
-        self._priced: PricedTray | None = None
-        self._holds: tuple[Hold, ...] = ()
+        self._tray = ShownTray(session.state)
         self._frame: Frame | None = None
         self._snapshot: Frame | None = None
         self._pickers: list[DishPickerWidget] = []
@@ -322,11 +321,6 @@ class CashierScreen(QWidget):
         self._idle.setSingleShot(True)
         self._idle.setInterval(idle_sign_out_ms)
         self._idle.timeout.connect(self.sign_out)
-        self.pages = QStackedWidget()
-        root = QVBoxLayout(self)
-        root.setContentsMargins(0, 0, 0, 0)
-        root.addWidget(self.pages)
-        self._build_login()
         self._build_work()
         self.relay = SessionRelay(session, self)
         self.relay.checkout_event.connect(forward_event(self.on_event))
@@ -334,65 +328,13 @@ class CashierScreen(QWidget):
 
     # --- sign in ------------------------------------------------------------------------------
 
-    def _build_login(self) -> None:
-        page = QWidget()
-        outer = QVBoxLayout(page)
-        header = QFrame()
-        header.setObjectName("header")
-        header_row = QHBoxLayout(header)
-        title = QLabel(both("收银台", "Cashier"))
-        title.setObjectName("title")
-        header_row.addWidget(title)
-        header_row.addStretch(1)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(header)
-        box = QFrame()
-        box.setObjectName("loginBox")
-        box.setMaximumWidth(520)
-        form = QVBoxLayout(box)
-        form.setContentsMargins(28, 24, 28, 24)
-        heading = QLabel(both("收银员登录", "Cashier sign-in"))
-        heading.setObjectName("sectionTitle")
-        form.addWidget(heading)
-        self.login_id = QLineEdit()
-        self.login_id.setObjectName("staffId")
-        self.login_id.setPlaceholderText("工号 Staff id")
-        self.login_pin = QLineEdit()
-        self.login_pin.setObjectName("pin")
-        self.login_pin.setPlaceholderText("PIN")
-        self.login_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.login_pin.setMaxLength(8)
-        form.addWidget(self.login_id)
-        form.addWidget(self.login_pin)
-        pad = PinPadWidget(self.login_pin)
-        pad.submitted.connect(self.sign_in)
-        form.addWidget(pad)
-        self.login_button = QPushButton(both("登录", "Sign in"))
-        self.login_button.setObjectName("primaryButton")
-        self.login_button.clicked.connect(self.sign_in)
-        self.login_pin.returnPressed.connect(self.sign_in)
-        form.addWidget(self.login_button)
-        self.login_message = QLabel()
-        self.login_message.setObjectName("message")
-        self.login_message.setWordWrap(True)
-        form.addWidget(self.login_message)
-        centre = QHBoxLayout()
-        centre.addStretch(1)
-        centre.addWidget(box)
-        centre.addStretch(1)
-        outer.addStretch(1)
-        outer.addLayout(centre)
-        outer.addStretch(2)
-        self.pages.addWidget(page)
-
     def sign_in(self) -> None:
         """Check the typed id and PIN with the desk."""
-        staff_id, pin = self.login_id.text().strip(), self.login_pin.text()
-        self.login_pin.clear()
+        staff_id, pin = self.sign_in_page.take_credentials()
         self.runner.submit(
             lambda: self.desk.login(staff_id, pin),
             lambda record: self._signed_in(record, pin),
-            lambda exc: self._say(self.login_message, auth_message(exc), error=True),
+            lambda exc: say(self.login_message, auth_message(exc), error=True),
         )
 
     def _signed_in(self, record: CashierRecord, pin: str) -> None:
@@ -425,21 +367,8 @@ class CashierScreen(QWidget):
         page = QWidget()
         outer = QVBoxLayout(page)
         outer.setContentsMargins(0, 0, 0, 0)
-        header = QFrame()
-        header.setObjectName("header")
-        header_row = QHBoxLayout(header)
-        title = QLabel(both("收银台", "Cashier"))
-        title.setObjectName("title")
-        self.staff_label = QLabel()
-        self.staff_label.setObjectName("staffName")
-        sign_out = QPushButton(both("退出", "Sign out"))
-        sign_out.setObjectName("headerButton")
-        sign_out.clicked.connect(self.sign_out)
-        header_row.addWidget(title)
-        header_row.addSpacing(24)
-        header_row.addWidget(self.staff_label)
-        header_row.addStretch(1)
-        header_row.addWidget(sign_out)
+        header = StaffHeader(both("收银台", "Cashier"), self.sign_out)
+        self.staff_label = header.staff_label
         outer.addWidget(header)
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_tray_tab(), both("当前餐盘", "Tray"))
@@ -631,35 +560,20 @@ class CashierScreen(QWidget):
 
     def on_event(self, event: CheckoutEvent) -> None:
         """Follow one session event (on the GUI thread)."""
-        if isinstance(event, StateChanged):
-            self._state = event.current
-        elif isinstance(event, TrayRecognised):
-            self._recognition = event.recognition
-            self._priced = event.priced
+        self._tray.follow(event)
+        if isinstance(event, TrayRecognised):
             self._snapshot = self._frame
             self._corrections = []
         elif isinstance(event, TrayHeld):
-            self._holds = event.holds
-            self._priced = event.priced or self._priced
             self._build_pickers()
             self.attention.emit(True)
-        elif isinstance(event, PaymentRequested):
-            self._priced = event.priced
-            self._holds = ()
+        elif isinstance(event, PaymentRequested | CheckoutVoided):
             self._clear_pickers()
             self.attention.emit(False)
         elif isinstance(event, Paid):
-            self._priced = event.priced
             if self.signed_in:
                 self.refresh_transactions()
-        elif isinstance(event, CheckoutVoided):
-            self._holds = ()
-            self._clear_pickers()
-            self.attention.emit(False)
         elif isinstance(event, TrayRemoved):
-            self._recognition = None
-            self._priced = None
-            self._holds = ()
             self._snapshot = None
             self._corrections = []
             self._clear_pickers()
@@ -670,7 +584,7 @@ class CashierScreen(QWidget):
     def _dish_holds(self) -> dict[int, Hold]:
         return {
             hold.dish_index: hold
-            for hold in self._holds
+            for hold in self._tray.holds
             if hold.reason in DISH_HOLDS and hold.dish_index is not None
         }
 
@@ -683,7 +597,7 @@ class CashierScreen(QWidget):
 
     def _build_pickers(self) -> None:
         self._clear_pickers()
-        recognition = self._recognition
+        recognition = self._tray.recognition
         if recognition is None:
             return
         dish_holds = self._dish_holds()
@@ -720,10 +634,10 @@ class CashierScreen(QWidget):
     # --- drawing ------------------------------------------------------------------------------
 
     def _refresh_tray(self) -> None:
-        state = self._state
+        state = self._tray.state
         self.state_label.setText(f"状态 State: {STATE_NAMES[state]}")
-        recognition = self._recognition
-        holds = self._holds
+        recognition = self._tray.recognition
+        holds = self._tray.holds
         if holds:
             texts = [hold_text(hold, self.menu, recognition) for hold in holds]
             self.hold_label.setText("\n".join(f"• {text}" for text in dict.fromkeys(texts)))
@@ -745,7 +659,7 @@ class CashierScreen(QWidget):
         else:
             self.snapshot.set_outlines([])
         self.snapshot.set_message("" if frame is not None else "无餐盘 · No tray")
-        priced = self._priced
+        priced = self._tray.priced
         lines = priced.lines if priced is not None else ()
         self.lines.setRowCount(len(lines))
         for row, line in enumerate(lines):
@@ -800,12 +714,6 @@ class CashierScreen(QWidget):
             )
             self.gallery_box.addWidget(button)
 
-    def _say(self, label: QLabel, text: str, *, error: bool = False) -> None:
-        label.setProperty("tone", "error" if error else "ok")
-        label.style().unpolish(label)
-        label.style().polish(label)
-        label.setText(text)
-
     def _touched(self) -> None:
         if self.signed_in:
             self._idle.start()
@@ -823,9 +731,7 @@ class CashierScreen(QWidget):
         """Run a desk action on the worker; errors are shown under it."""
         self._touched()
         label = message or self.tray_message
-        self.runner.submit(
-            command, done, lambda exc: self._say(label, auth_message(exc), error=True)
-        )
+        self.runner.submit(command, done, lambda exc: say(label, auth_message(exc), error=True))
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -833,7 +739,7 @@ class CashierScreen(QWidget):
         """Resolve the held tray with the dishes the cashier named."""
         if self.unresolved() or self.cashier is None:
             return
-        recognition = self._recognition
+        recognition = self._tray.recognition
         order = sorted(self._choices)
         item_ids = [choice for i in order if (choice := self._choices[i])]
         corrections = []
@@ -848,7 +754,7 @@ class CashierScreen(QWidget):
         def done(priced: PricedTray) -> None:
             self._corrections = corrections
             self._refresh_gallery_buttons()
-            self._say(self.tray_message, f"已确认 Confirmed · 合计 {money(priced.total_fen)}")
+            say(self.tray_message, f"已确认 Confirmed · 合计 {money(priced.total_fen)}")
 
         self._run(lambda: self.desk.resolve(cashier_id, pin, item_ids, reason=reason), done)
 
@@ -860,15 +766,13 @@ class CashierScreen(QWidget):
         """Remove the selected line."""
         line = self._selected_line()
         if line is None or self.cashier is None:
-            self._say(self.tray_message, "请先选择一行 · Select a line first", error=True)
+            say(self.tray_message, "请先选择一行 · Select a line first", error=True)
             return
         cashier_id, pin = self._credentials()
         reason = self.reason.text().strip() or "not on the tray"
         self._run(
             lambda: self.desk.remove_dish(cashier_id, pin, line, reason),
-            lambda priced: self._say(
-                self.tray_message, f"已删除 Removed · {money(priced.total_fen)}"
-            ),
+            lambda priced: say(self.tray_message, f"已删除 Removed · {money(priced.total_fen)}"),
         )
 
     def override_price(self) -> None:
@@ -876,20 +780,20 @@ class CashierScreen(QWidget):
         line = self._selected_line()
         reason = self.reason.text().strip()
         if line is None or self.cashier is None:
-            self._say(self.tray_message, "请先选择一行 · Select a line first", error=True)
+            say(self.tray_message, "请先选择一行 · Select a line first", error=True)
             return
         if not reason:
-            self._say(self.tray_message, "请填写原因 · Give a reason", error=True)
+            say(self.tray_message, "请填写原因 · Give a reason", error=True)
             return
         try:
             price_fen = parse_yuan(self.price_edit.text())
         except ValueError as exc:
-            self._say(self.tray_message, f"价格无效 · {exc}", error=True)
+            say(self.tray_message, f"价格无效 · {exc}", error=True)
             return
         cashier_id, pin = self._credentials()
         self._run(
             lambda: self.desk.override_price(cashier_id, pin, line, price_fen, reason),
-            lambda priced: self._say(
+            lambda priced: say(
                 self.tray_message, f"已改价 Price set · 合计 {money(priced.total_fen)}"
             ),
         )
@@ -911,9 +815,7 @@ class CashierScreen(QWidget):
         self.add_search.clear()
         self._run(
             lambda: self.desk.add_dish(cashier_id, pin, dish_id, reason),
-            lambda priced: self._say(
-                self.tray_message, f"已添加 Added · {money(priced.total_fen)}"
-            ),
+            lambda priced: say(self.tray_message, f"已添加 Added · {money(priced.total_fen)}"),
         )
 
     def void(self) -> None:
@@ -922,12 +824,12 @@ class CashierScreen(QWidget):
         if self.cashier is None:
             return
         if not reason:
-            self._say(self.tray_message, "请填写原因 · Give a reason", error=True)
+            say(self.tray_message, "请填写原因 · Give a reason", error=True)
             return
         cashier_id, pin = self._credentials()
         self._run(
             lambda: self.desk.void(cashier_id, pin, reason),
-            lambda _: self._say(self.tray_message, "已作废，未扣款 · Voided, nothing charged"),
+            lambda _: say(self.tray_message, "已作废，未扣款 · Voided, nothing charged"),
         )
 
     def take_other_tender(self, method: str) -> None:
@@ -938,7 +840,7 @@ class CashierScreen(QWidget):
         reason = self.reason.text().strip()
         self._run(
             lambda: self.desk.take_other_tender(cashier_id, pin, method, reason),
-            lambda receipt: self._say(
+            lambda receipt: say(
                 self.tray_message, f"已收款 Paid ({method}) {money(receipt.amount_fen)}"
             ),
         )
@@ -946,7 +848,7 @@ class CashierScreen(QWidget):
     def add_to_gallery(self, dish_index: int, dish_id: str, button: QPushButton) -> None:
         """Teach the model this dish from the held tray's picture (a new bundle version)."""
         recogniser = self.context.recogniser
-        frame, recognition = self._snapshot, self._recognition
+        frame, recognition = self._snapshot, self._tray.recognition
         if not isinstance(recogniser, SwappableRecogniser) or frame is None or recognition is None:
             return
         box = recognition.dishes[dish_index].box_xyxy
@@ -958,7 +860,7 @@ class CashierScreen(QWidget):
         names = {dish_id: (name, self.menu.item(dish_id).name_en)}
         self._run(
             lambda: recogniser.add_correction(image, box, dish_id, names=names),
-            lambda version: self._say(
+            lambda version: say(
                 self.tray_message, f"已加入图库 Added to the gallery: {name} · 模型 {version}"
             ),
         )
@@ -1009,16 +911,16 @@ class CashierScreen(QWidget):
         record = self._selected_transaction()
         message = self.refund_message
         if record is None or self.cashier is None:
-            self._say(message, "请先选择一笔交易 · Select a transaction", error=True)
+            say(message, "请先选择一笔交易 · Select a transaction", error=True)
             return
         reason = self.refund_reason.text().strip()
         if not reason:
-            self._say(message, "请填写原因 · Give a reason", error=True)
+            say(message, "请填写原因 · Give a reason", error=True)
             return
         try:
             amount = parse_yuan(self.refund_amount.text())
         except ValueError as exc:
-            self._say(message, f"金额无效 · {exc}", error=True)
+            say(message, f"金额无效 · {exc}", error=True)
             return
         cashier_id, pin = self.cashier.cashier_id, self.refund_pin.text()
         self.refund_pin.clear()
@@ -1030,7 +932,7 @@ class CashierScreen(QWidget):
                 if receipt.balance_after_fen is not None
                 else ""
             )
-            self._say(message, f"已退款 Refunded {money(receipt.amount_fen)}{balance}")
+            say(message, f"已退款 Refunded {money(receipt.amount_fen)}{balance}")
             self.refresh_transactions()
 
         self._run(
@@ -1072,13 +974,13 @@ class CashierScreen(QWidget):
         row = self.flagged_list.currentRow()
         outbox = self.context.outbox
         if outbox is None or self.cashier is None or not 0 <= row < len(self._flagged):
-            self._say(self.flagged_message, "请先选择一项 · Select an entry", error=True)
+            say(self.flagged_message, "请先选择一项 · Select an entry", error=True)
             return
         entry = self._flagged[row]
         cashier_id = self.cashier.cashier_id
 
         def done(_: object) -> None:
-            self._say(self.flagged_message, "已确认 Acknowledged")
+            say(self.flagged_message, "已确认 Acknowledged")
             self.refresh_flagged()
 
         self._run(

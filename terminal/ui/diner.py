@@ -31,27 +31,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from terminal.core.holds import Hold
 from terminal.core.menu import PricingMode
-from terminal.core.pricing import PricedTray
 from terminal.core.session import (
     CheckoutEvent,
     CheckoutSession,
     CheckoutState,
-    CheckoutVoided,
     Paid,
     PaymentDeclined,
-    PaymentRequested,
-    StateChanged,
-    TrayHeld,
-    TrayRecognised,
     TrayRemoved,
 )
 from terminal.ui.status import DeviceStatus
 from terminal.ui.text import DailyReference, grams, money, tr
-from terminal.ui.widgets import CameraViewWidget, DishOutline, NutritionWidget
+from terminal.ui.tray import ShownTray
+from terminal.ui.widgets import CameraViewWidget, DishOutline, NutritionWidget, restyle
 from terminal.ui.worker import SessionRelay, forward_event
-from vision.types import DishStatus, Frame, TrayRecognition
+from vision.types import DishStatus, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +82,7 @@ class DinerScreen(QWidget):
         self.menu = session.menu
         self.language = language
         # What is on screen, from the events; the session keeps the truth.
-        self._state = session.state
-        self._priced: PricedTray | None = None
-        self._recognition: TrayRecognition | None = None
-        self._holds: tuple[Hold, ...] = ()
+        self._tray = ShownTray(session.state)
         self._paid: Paid | None = None
         self._declined: str | None = None
         self._camera_ok = True
@@ -200,29 +191,13 @@ class DinerScreen(QWidget):
 
     def on_event(self, event: CheckoutEvent) -> None:
         """Follow one session event (on the GUI thread)."""
-        if isinstance(event, StateChanged):
-            self._state = event.current
-        elif isinstance(event, TrayRecognised):
-            self._recognition = event.recognition
-            self._priced = event.priced
-        elif isinstance(event, TrayHeld):
-            self._holds = event.holds
-            self._priced = event.priced or self._priced
-        elif isinstance(event, PaymentRequested):
-            self._priced = event.priced
-            self._holds = ()
-        elif isinstance(event, PaymentDeclined):
+        self._tray.follow(event)
+        if isinstance(event, PaymentDeclined):
             self._declined = event.reason
         elif isinstance(event, Paid):
             self._paid = event
-            self._priced = event.priced
             self._declined = None
-        elif isinstance(event, CheckoutVoided):
-            self._holds = ()
         elif isinstance(event, TrayRemoved):
-            self._priced = None
-            self._recognition = None
-            self._holds = ()
             self._paid = None
             self._declined = None
             self.camera.set_frame(None)
@@ -233,7 +208,7 @@ class DinerScreen(QWidget):
         """Show a camera frame (a :class:`Frame`, or None for an empty scanner)."""
         if isinstance(frame, Frame):
             self.camera.set_frame(frame.image)
-        elif frame is None and self._state is CheckoutState.IDLE:
+        elif frame is None and self._tray.state is CheckoutState.IDLE:
             self.camera.set_frame(None)
         self._refresh_camera_message()
 
@@ -276,7 +251,7 @@ class DinerScreen(QWidget):
         self._refresh_camera_message()
 
     def _refresh_lines(self) -> None:
-        priced = self._priced
+        priced = self._tray.priced
         lines = priced.lines if priced is not None else ()
         self.lines.setRowCount(len(lines))
         for row, line in enumerate(lines):
@@ -298,7 +273,7 @@ class DinerScreen(QWidget):
         self.nutrition.set_nutrition(priced.nutrition if priced is not None and lines else None)
 
     def _refresh_outlines(self) -> None:
-        recognition = self._recognition
+        recognition = self._tray.recognition
         if recognition is None:
             self.camera.set_outlines([])
             return
@@ -313,26 +288,22 @@ class DinerScreen(QWidget):
     def _refresh_camera_message(self) -> None:
         if not self._camera_ok:
             self.camera.set_message(tr("camera_stalled", self.language))
-        elif self._state is CheckoutState.IDLE and not self.camera.has_frame():
+        elif self._tray.state is CheckoutState.IDLE and not self.camera.has_frame():
             self.camera.set_message(tr("scanner_ready", self.language))
         else:
             self.camera.set_message("")
 
     def _set_banner(self, tone: str, icon_name: str, prompt: str, detail: str, amount: str) -> None:
         self.banner.setProperty("tone", tone)
-        self.banner.style().unpolish(self.banner)
-        self.banner.style().polish(self.banner)
-        for label in (self.prompt_label, self.detail_label, self.amount_label):
-            label.style().unpolish(label)
-            label.style().polish(label)
+        restyle(self.banner, self.prompt_label, self.detail_label, self.amount_label)
         self.banner_icon.setPixmap(icon(icon_name).pixmap(72, 72))
         self.prompt_label.setText(prompt)
         self.detail_label.setText(detail)
         self.amount_label.setText(amount)
 
     def _refresh_banner(self) -> None:
-        language, state = self.language, self._state
-        total = money(self._priced.total_fen) if self._priced is not None else ""
+        language, state = self.language, self._tray.state
+        total = money(self._tray.priced.total_fen) if self._tray.priced is not None else ""
         if state is CheckoutState.IDLE:
             self._set_banner("idle", "tray", tr("idle", language), tr("idle_hint", language), "")
         elif state in (
@@ -344,7 +315,7 @@ class DinerScreen(QWidget):
                 "info", "scan", tr("recognising", language), tr("hold_still", language), ""
             )
         elif state is CheckoutState.HELD:
-            reasons = dict.fromkeys(hold.diner_text(language) for hold in self._holds)
+            reasons = dict.fromkeys(hold.diner_text(language) for hold in self._tray.holds)
             self._set_banner("warning", "cashier", tr("held", language), "\n".join(reasons), total)
         elif state is CheckoutState.AWAITING_PAYMENT:
             if self._declined:

@@ -19,18 +19,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QProcess, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QProcess, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -41,7 +39,7 @@ from terminal.ui.access import technician_login
 from terminal.ui.cashier import auth_message
 from terminal.ui.status import DeviceStatus, ErrorLog, ModelView
 from terminal.ui.text import both
-from terminal.ui.widgets import PinPadWidget
+from terminal.ui.widgets import StaffHeader, StaffScreen, restyle, say
 from terminal.ui.worker import CommandRunner
 
 logger = logging.getLogger(__name__)
@@ -131,10 +129,7 @@ class DeviceCardWidget(QFrame):
     def show_state(self, ok: bool, state: str, detail: str = "") -> None:
         """Show a state; not ``ok`` turns the card red."""
         self.setProperty("ok", "true" if ok else "false")
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.state.style().unpolish(self.state)
-        self.state.style().polish(self.state)
+        restyle(self, self.state)
         self.state.setText(state)
         self.detail.setText(detail)
 
@@ -143,15 +138,13 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-class MaintenanceScreen(QWidget):
+class MaintenanceScreen(StaffScreen):
     """The technician's screen (PIN to enter).
 
     Args:
         context: the desk, the runner, the model and the log.
         monotonic: clock for the snapshot's age.
     """
-
-    presence_changed = Signal(bool)
 
     def __init__(
         self,
@@ -160,7 +153,9 @@ class MaintenanceScreen(QWidget):
         monotonic: Callable[[], float] = time.monotonic,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(
+            both("维护", "Maintenance"), both("技术员登录", "Technician sign-in"), parent=parent
+        )
         self.setObjectName("maintenanceScreen")
         self.context = context
         self.monotonic = monotonic
@@ -168,11 +163,6 @@ class MaintenanceScreen(QWidget):
         self.status: DeviceStatus | None = None
         self._process: QProcess | None = None
         self._partial = ""
-        self.pages = QStackedWidget()
-        root = QVBoxLayout(self)
-        root.setContentsMargins(0, 0, 0, 0)
-        root.addWidget(self.pages)
-        self._build_login()
         self._build_work()
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
@@ -181,64 +171,14 @@ class MaintenanceScreen(QWidget):
 
     # --- sign in ------------------------------------------------------------------------------
 
-    def _build_login(self) -> None:
-        page = QWidget()
-        outer = QVBoxLayout(page)
-        outer.setContentsMargins(0, 0, 0, 0)
-        header = QFrame()
-        header.setObjectName("header")
-        header_row = QHBoxLayout(header)
-        title = QLabel(both("维护", "Maintenance"))
-        title.setObjectName("title")
-        header_row.addWidget(title)
-        header_row.addStretch(1)
-        outer.addWidget(header)
-        box = QFrame()
-        box.setObjectName("loginBox")
-        box.setMaximumWidth(520)
-        form = QVBoxLayout(box)
-        form.setContentsMargins(28, 24, 28, 24)
-        heading = QLabel(both("技术员登录", "Technician sign-in"))
-        heading.setObjectName("sectionTitle")
-        form.addWidget(heading)
-        self.login_id = QLineEdit()
-        self.login_id.setPlaceholderText("工号 Staff id")
-        self.login_pin = QLineEdit()
-        self.login_pin.setPlaceholderText("PIN")
-        self.login_pin.setEchoMode(QLineEdit.EchoMode.Password)
-        self.login_pin.setMaxLength(8)
-        form.addWidget(self.login_id)
-        form.addWidget(self.login_pin)
-        pad = PinPadWidget(self.login_pin)
-        pad.submitted.connect(self.sign_in)
-        form.addWidget(pad)
-        button = QPushButton(both("登录", "Sign in"))
-        button.setObjectName("primaryButton")
-        button.clicked.connect(self.sign_in)
-        self.login_pin.returnPressed.connect(self.sign_in)
-        form.addWidget(button)
-        self.login_message = QLabel()
-        self.login_message.setObjectName("message")
-        self.login_message.setWordWrap(True)
-        form.addWidget(self.login_message)
-        centre = QHBoxLayout()
-        centre.addStretch(1)
-        centre.addWidget(box)
-        centre.addStretch(1)
-        outer.addStretch(1)
-        outer.addLayout(centre)
-        outer.addStretch(2)
-        self.pages.addWidget(page)
-
     def sign_in(self) -> None:
         """Check the technician's id and PIN."""
-        staff_id, pin = self.login_id.text().strip(), self.login_pin.text()
-        self.login_pin.clear()
+        staff_id, pin = self.sign_in_page.take_credentials()
         context = self.context
         self.context.runner.submit(
             lambda: technician_login(context.desk, staff_id, pin, clock=context.clock),
             self._signed_in,
-            lambda exc: self._say(self.login_message, auth_message(exc), error=True),
+            lambda exc: say(self.login_message, auth_message(exc), error=True),
         )
 
     def _signed_in(self, record: CashierRecord) -> None:
@@ -261,25 +201,10 @@ class MaintenanceScreen(QWidget):
         page = QWidget()
         outer = QVBoxLayout(page)
         outer.setContentsMargins(0, 0, 0, 0)
-        header = QFrame()
-        header.setObjectName("header")
-        header_row = QHBoxLayout(header)
-        title = QLabel(both("维护", "Maintenance"))
-        title.setObjectName("title")
-        self.staff_label = QLabel()
-        self.staff_label.setObjectName("staffName")
         self.age_label = QLabel()
         self.age_label.setObjectName("staffName")
-        sign_out = QPushButton(both("退出", "Sign out"))
-        sign_out.setObjectName("headerButton")
-        sign_out.clicked.connect(self.sign_out)
-        header_row.addWidget(title)
-        header_row.addSpacing(24)
-        header_row.addWidget(self.staff_label)
-        header_row.addStretch(1)
-        header_row.addWidget(self.age_label)
-        header_row.addSpacing(16)
-        header_row.addWidget(sign_out)
+        header = StaffHeader(both("维护", "Maintenance"), self.sign_out, extras=[self.age_label])
+        self.staff_label = header.staff_label
         outer.addWidget(header)
 
         body = QHBoxLayout()
@@ -452,11 +377,11 @@ class MaintenanceScreen(QWidget):
 
         def done(version: str) -> None:
             self.context.desk.audit.append(actor, "model_rollback", {"version": version})
-            self._say(self.message, f"已切换到 {version} · now running {version}")
+            say(self.message, f"已切换到 {version} · now running {version}")
             self.refresh_model()
 
         self.context.runner.submit(
-            rollback, done, lambda exc: self._say(self.message, f"未切换 · {exc}", error=True)
+            rollback, done, lambda exc: say(self.message, f"未切换 · {exc}", error=True)
         )
 
     # --- calibration ----------------------------------------------------------------------------
@@ -470,7 +395,7 @@ class MaintenanceScreen(QWidget):
             )
             return
         if self._process is not None:
-            self._say(self.message, "上一个命令仍在运行 · a command is still running", error=True)
+            say(self.message, "上一个命令仍在运行 · a command is still running", error=True)
             return
         process = QProcess(self)
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
@@ -496,13 +421,7 @@ class MaintenanceScreen(QWidget):
             self._partial = ""
         self.output.appendPlainText(f"[exit {code}]\n")
         self._process = None
-        self._say(self.message, f"{launcher.label}: exit {code}", error=code != 0)
-
-    def _say(self, label: QLabel, text: str, *, error: bool = False) -> None:
-        label.setProperty("tone", "error" if error else "ok")
-        label.style().unpolish(label)
-        label.style().polish(label)
-        label.setText(text)
+        say(self.message, f"{launcher.label}: exit {code}", error=code != 0)
 
     def wait_for_launcher(self, timeout_ms: int = 30_000) -> bool:
         """Wait for a running calibration command to end (for tests); True when it ended."""

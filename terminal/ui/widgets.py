@@ -1,4 +1,5 @@
-"""Widgets the three screens share: the camera view, nutrition bars, a PIN pad, dish tiles.
+"""Widgets the three screens share: the camera view, nutrition bars, a PIN pad, dish tiles, and
+the staff screens' sign-in page, header and messages.
 
 Frames are drawn by Qt from the numpy image (never ``cv2.imshow``): :func:`qimage_from_bgr`
 copies a BGR frame into a :class:`QImage` and :class:`CameraViewWidget` paints it scaled, with
@@ -8,7 +9,7 @@ each recognised dish outlined and named.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -23,13 +25,14 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from terminal.core.menu import Nutrition
-from terminal.ui.text import DailyReference, share_percent, tr
+from terminal.ui.text import DailyReference, both, share_percent, tr
 from vision.types import DishStatus
 
 logger = logging.getLogger(__name__)
@@ -313,6 +316,172 @@ class DishTileButton(QToolButton):
         self.setCheckable(True)
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
         self.setMinimumSize(QSize(120, 134))
+
+
+def restyle(*widgets: QWidget) -> None:
+    """Apply the stylesheet to ``widgets`` again, after a property it selects on changed."""
+    for widget in widgets:
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+
+def say(label: QLabel, text: str, *, error: bool = False) -> None:
+    """Show a message in ``label``, in the error tone when ``error``."""
+    label.setProperty("tone", "error" if error else "ok")
+    restyle(label)
+    label.setText(text)
+
+
+def header_bar(title: str) -> tuple[QFrame, QHBoxLayout]:
+    """A screen's header with its title on the left; returns it and the row to add to."""
+    header = QFrame()
+    header.setObjectName("header")
+    header_row = QHBoxLayout(header)
+    title_label = QLabel(title)
+    title_label.setObjectName("title")
+    header_row.addWidget(title_label)
+    return header, header_row
+
+
+class StaffHeader(QFrame):
+    """A staff screen's header once someone signed in: the title, who it is (:attr:`staff_label`),
+    whatever else the screen shows on the right, and Sign out.
+
+    Args:
+        title: the screen's name.
+        on_sign_out: called when Sign out is pressed.
+        extras: widgets shown between the name and Sign out, in this order.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        on_sign_out: Callable[[], None],
+        extras: Sequence[QWidget] = (),
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("header")
+        header_row = QHBoxLayout(self)
+        title_label = QLabel(title)
+        title_label.setObjectName("title")
+        self.staff_label = QLabel()
+        self.staff_label.setObjectName("staffName")
+        sign_out = QPushButton(both("退出", "Sign out"))
+        sign_out.setObjectName("headerButton")
+        sign_out.clicked.connect(on_sign_out)
+        header_row.addWidget(title_label)
+        header_row.addSpacing(24)
+        header_row.addWidget(self.staff_label)
+        header_row.addStretch(1)
+        for extra in extras:
+            header_row.addWidget(extra)
+            header_row.addSpacing(16)
+        header_row.addWidget(sign_out)
+
+
+class SignInPage(QWidget):
+    """A staff screen's first page: its header, then a box in the middle asking for the staff id
+    and the PIN (typed or on the pad), with a Sign in button and a line for the answer.
+
+    Args:
+        title: the screen's name, in the header.
+        heading: what the box asks for ("收银员登录 Cashier sign-in").
+        on_submit: called on Sign in, Enter in the PIN field, or the pad's OK.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        heading: str,
+        on_submit: Callable[[], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        header, header_row = header_bar(title)
+        header_row.addStretch(1)
+        outer.addWidget(header)
+        box = QFrame()
+        box.setObjectName("loginBox")
+        box.setMaximumWidth(520)
+        form = QVBoxLayout(box)
+        form.setContentsMargins(28, 24, 28, 24)
+        heading_label = QLabel(heading)
+        heading_label.setObjectName("sectionTitle")
+        form.addWidget(heading_label)
+        self.staff_id = QLineEdit()
+        self.staff_id.setObjectName("staffId")
+        self.staff_id.setPlaceholderText("工号 Staff id")
+        self.pin = QLineEdit()
+        self.pin.setObjectName("pin")
+        self.pin.setPlaceholderText("PIN")
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin.setMaxLength(8)
+        form.addWidget(self.staff_id)
+        form.addWidget(self.pin)
+        pad = PinPadWidget(self.pin)
+        pad.submitted.connect(on_submit)
+        form.addWidget(pad)
+        self.button = QPushButton(both("登录", "Sign in"))
+        self.button.setObjectName("primaryButton")
+        self.button.clicked.connect(on_submit)
+        self.pin.returnPressed.connect(on_submit)
+        form.addWidget(self.button)
+        self.message = QLabel()
+        self.message.setObjectName("message")
+        self.message.setWordWrap(True)
+        form.addWidget(self.message)
+        centre = QHBoxLayout()
+        centre.addStretch(1)
+        centre.addWidget(box)
+        centre.addStretch(1)
+        outer.addStretch(1)
+        outer.addLayout(centre)
+        outer.addStretch(2)
+
+    def take_credentials(self) -> tuple[str, str]:
+        """The staff id and PIN typed; the PIN field is cleared."""
+        staff_id, pin = self.staff_id.text().strip(), self.pin.text()
+        self.pin.clear()
+        return staff_id, pin
+
+
+class StaffScreen(QWidget):
+    """A screen staff sign in to with their id and PIN: a stack of :attr:`pages`, the first a
+    :class:`SignInPage` that calls :meth:`sign_in`; the screen adds its work page after it.
+
+    Args:
+        title: the screen's name, in the sign-in page's header.
+        heading: what the sign-in box asks for.
+
+    Attributes:
+        login_id: the staff id field of the sign-in page.
+        login_pin: its PIN field.
+        login_button: its Sign in button.
+        login_message: where the answer to a sign-in is shown.
+    """
+
+    #: True when someone signed in, False when they signed out.
+    presence_changed = Signal(bool)
+
+    def __init__(self, title: str, heading: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.pages = QStackedWidget()
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.addWidget(self.pages)
+        self.sign_in_page = SignInPage(title, heading, self.sign_in)
+        self.login_id = self.sign_in_page.staff_id
+        self.login_pin = self.sign_in_page.pin
+        self.login_button = self.sign_in_page.button
+        self.login_message = self.sign_in_page.message
+        self.pages.addWidget(self.sign_in_page)
+
+    def sign_in(self) -> None:
+        """Check the id and PIN typed on the sign-in page (each screen its own way)."""
+        raise NotImplementedError
 
 
 def section(title: str, parent: QWidget | None = None) -> tuple[QWidget, QVBoxLayout]:
