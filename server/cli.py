@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,37 +193,41 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_backend(args: argparse.Namespace) -> int:
-    """Load the server with signed transactions and print the figures."""
-    from server.bench import BenchError, bench_backend
+def _run_bench(name: str, bench: Callable[[], Any]) -> int:
+    """Run ``bench()`` and print its figures as JSON; a BenchError becomes exit status 1."""
+    from server.bench import BenchError
 
     try:
-        result = bench_backend(
+        result = bench()
+    except BenchError as exc:
+        print(f"trayscan bench {name}: {exc}", file=sys.stderr)
+        return 1
+    _print_json(result)
+    return 0
+
+
+def cmd_bench_backend(args: argparse.Namespace) -> int:
+    """Load the server with signed transactions and print the figures."""
+    from server.bench import bench_backend
+
+    return _run_bench(
+        "backend",
+        lambda: bench_backend(
             db_url=args.db,
             seconds=args.seconds,
             concurrency=args.concurrency,
             workers=args.workers,
             client_processes=args.client_processes,
             pool_size=args.pool_size,
-        )
-    except BenchError as exc:
-        print(f"trayscan bench backend: {exc}", file=sys.stderr)
-        return 1
-    _print_json(result)
-    return 0
+        ),
+    )
 
 
 def cmd_bench_payment(args: argparse.Namespace) -> int:
     """Time card taps to "paid" through a terminal's outbox and print the figures."""
-    from server.bench import BenchError, bench_payment
+    from server.bench import bench_payment
 
-    try:
-        result = bench_payment(db_url=args.db, taps=args.taps)
-    except BenchError as exc:
-        print(f"trayscan bench payment: {exc}", file=sys.stderr)
-        return 1
-    _print_json(result)
-    return 0
+    return _run_bench("payment", lambda: bench_payment(db_url=args.db, taps=args.taps))
 
 
 # --- parsers --------------------------------------------------------------------------------

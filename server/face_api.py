@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from server.app import _ADMIN, Claim, PathId, _errors
 from server.errors import ApiError
 from server.models import ID_PATTERN, Answer, RequestBody
 from server.schema import accounts, cards, face_events, face_templates
-from server.store import NonceClaim, Store
+from server.store import NonceClaim, Store, require_account
 from terminal.backend.face_sync import MAX_TEMPLATES, decode_template, encode_template
 
 logger = logging.getLogger(__name__)
@@ -121,14 +123,6 @@ class FaceStore:
             conn.execute(sa.text("LOCK TABLE face_events IN SHARE ROW EXCLUSIVE MODE"))
 
     @staticmethod
-    def _require_account(conn: Connection, account_id: str) -> None:
-        found = conn.execute(
-            sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)
-        ).first()
-        if found is None:
-            raise ApiError(404, "unknown_account", f"no account {account_id}")
-
-    @staticmethod
     def _require_card(conn: Connection, account_id: str, card_id: str | None) -> None:
         if card_id is None:
             raise ApiError(422, "invalid_request", "card_id: a terminal must give the diner's card")
@@ -137,6 +131,50 @@ class FaceStore:
         ).scalar_one_or_none()
         if owner != account_id:
             raise ApiError(403, "card_mismatch", f"card is not a card of account {account_id}")
+
+    @contextmanager
+    def _changing(
+        self, account_id: str, claim: NonceClaim | None, card_id: str | None
+    ) -> Iterator[Connection]:
+        """One database transaction that changes the account's templates: face events are
+        serialised, the account must exist, and a terminal (``claim``) must give a card of it.
+
+        Raises:
+            ApiError: 404 ``unknown_account``, 403 ``card_mismatch``, 422 without a card.
+        """
+        with self.store._write(claim) as conn:
+            self._serialise(conn)
+            require_account(conn, account_id)
+            if claim is not None:
+                self._require_card(conn, account_id, card_id)
+            yield conn
+
+    @staticmethod
+    def _record_event(
+        conn: Connection,
+        *,
+        account_id: str,
+        event: str,
+        actor: str,
+        template_count: int,
+        at: float,
+        **details: str | float | None,
+    ) -> int:
+        """Record an enrolment or a deletion (``details``: the consent, the reason); returns
+        its sequence number, the terminals' sync cursor."""
+        seq = conn.execute(
+            sa.insert(face_events)
+            .values(
+                account_id=account_id,
+                event=event,
+                actor=actor,
+                template_count=template_count,
+                at=at,
+                **details,
+            )
+            .returning(face_events.c.seq)
+        ).scalar_one()
+        return int(seq)
 
     def enrol(
         self, account_id: str, body: FaceEnrolBody, claim: NonceClaim | None = None
@@ -150,11 +188,7 @@ class FaceStore:
         templates = _decode_all(body.templates)
         now = time.time()
         actor = claim.terminal_id if claim else "admin"
-        with self.store._write(claim) as conn:
-            self._serialise(conn)
-            self._require_account(conn, account_id)
-            if claim is not None:
-                self._require_card(conn, account_id, body.card_id)
+        with self._changing(account_id, claim, body.card_id) as conn:
             conn.execute(sa.delete(face_templates).where(face_templates.c.account_id == account_id))
             conn.execute(
                 sa.insert(face_templates),
@@ -169,27 +203,24 @@ class FaceStore:
                     for i, row in enumerate(templates)
                 ],
             )
-            seq = conn.execute(
-                sa.insert(face_events)
-                .values(
-                    account_id=account_id,
-                    event="enrolled",
-                    actor=actor,
-                    template_count=len(templates),
-                    consent_given_by=body.consent.given_by,
-                    consent_text_version=body.consent.text_version,
-                    consent_given_at=body.consent.given_at,
-                    at=now,
-                )
-                .returning(face_events.c.seq)
-            ).scalar_one()
+            seq = self._record_event(
+                conn,
+                account_id=account_id,
+                event="enrolled",
+                actor=actor,
+                template_count=len(templates),
+                consent_given_by=body.consent.given_by,
+                consent_text_version=body.consent.text_version,
+                consent_given_at=body.consent.given_at,
+                at=now,
+            )
         logger.info("face enrolled for %s by %s: %d templates", account_id, actor, len(templates))
         return FaceEnrolAnswer(
             account_id=account_id,
             template_count=len(templates),
             model=body.model,
             enrolled_at=now,
-            cursor=int(seq),
+            cursor=seq,
         )
 
     def delete(
@@ -206,34 +237,25 @@ class FaceStore:
             ApiError: 404 ``unknown_account``, 403 ``card_mismatch`` (terminals).
         """
         actor = claim.terminal_id if claim else "admin"
-        with self.store._write(claim) as conn:
-            self._serialise(conn)
-            self._require_account(conn, account_id)
-            if claim is not None:
-                self._require_card(conn, account_id, card_id)
+        with self._changing(account_id, claim, card_id) as conn:
             count = conn.execute(
                 sa.delete(face_templates).where(face_templates.c.account_id == account_id)
             ).rowcount
-            seq = conn.execute(
-                sa.insert(face_events)
-                .values(
-                    account_id=account_id,
-                    event="deleted",
-                    actor=actor,
-                    template_count=int(count),
-                    reason=reason or None,
-                    at=time.time(),
-                )
-                .returning(face_events.c.seq)
-            ).scalar_one()
+            seq = self._record_event(
+                conn,
+                account_id=account_id,
+                event="deleted",
+                actor=actor,
+                template_count=int(count),
+                reason=reason or None,
+                at=time.time(),
+            )
         logger.info("face templates of %s deleted by %s (%d)", account_id, actor, count)
-        return FaceDeleteAnswer(
-            account_id=account_id, deleted_templates=int(count), cursor=int(seq)
-        )
+        return FaceDeleteAnswer(account_id=account_id, deleted_templates=int(count), cursor=seq)
 
     def changes_since(self, since: int, claim: NonceClaim | None = None) -> FaceTemplatesAnswer:
         """Every account whose templates changed or were deleted after ``since``."""
-        with self.store._write(claim) if claim else self.store._read() as conn:
+        with self.store._read_for(claim) as conn:
             cursor = int(
                 conn.execute(
                     sa.select(sa.func.coalesce(sa.func.max(face_events.c.seq), 0))

@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
@@ -146,6 +146,11 @@ class Store:
             conn = conn.execution_options(**{schema.READ_ONLY: True})
             with conn.begin():
                 yield conn
+
+    def _read_for(self, claim: NonceClaim | None) -> AbstractContextManager[Connection]:
+        """The database transaction of a request that only reads: a terminal's (``claim``) still
+        writes, to take its nonce; the admin's reads."""
+        return self._write(claim) if claim else self._read()
 
     @contextmanager
     def _write(self, claim: NonceClaim | None = None) -> Iterator[Connection]:
@@ -308,7 +313,7 @@ class Store:
             ApiError: 404 ``unknown_account``.
         """
         with self._write() as conn:
-            self._require_account(conn, account_id)
+            require_account(conn, account_id)
             updated = conn.execute(
                 sa.update(cards).where(cards.c.card_id == card_id).values(account_id=account_id)
             ).rowcount
@@ -325,14 +330,15 @@ class Store:
         if amount_fen <= 0:
             raise ApiError(422, "invalid_request", "amount_fen: a top-up must be positive")
         with self._write() as conn:
-            row = conn.execute(
+            row = _first_row_or_404(
+                conn,
                 sa.update(accounts)
                 .where(accounts.c.account_id == account_id)
                 .values(balance_fen=accounts.c.balance_fen + amount_fen)
-                .returning(*_account_columns())
-            ).first()
-            if row is None:
-                raise ApiError(404, "unknown_account", f"no account {account_id}")
+                .returning(*_account_columns()),
+                "unknown_account",
+                f"no account {account_id}",
+            )
             conn.execute(
                 sa.insert(top_ups).values(
                     account_id=account_id, amount_fen=amount_fen, created_at=time.time()
@@ -347,14 +353,15 @@ class Store:
             ApiError: 404 ``unknown_account``.
         """
         with self._write() as conn:
-            row = conn.execute(
+            row = _first_row_or_404(
+                conn,
                 sa.update(accounts)
                 .where(accounts.c.account_id == account_id)
                 .values(blocked=blocked)
-                .returning(*_account_columns())
-            ).first()
-            if row is None:
-                raise ApiError(404, "unknown_account", f"no account {account_id}")
+                .returning(*_account_columns()),
+                "unknown_account",
+                f"no account {account_id}",
+            )
         return _account(row)
 
     def account(self, account_id: str, claim: NonceClaim | None = None) -> AccountAnswer:
@@ -363,12 +370,13 @@ class Store:
         Raises:
             ApiError: 404 ``unknown_account``.
         """
-        with self._write(claim) if claim else self._read() as conn:
-            row = conn.execute(
-                sa.select(*_account_columns()).where(accounts.c.account_id == account_id)
-            ).first()
-            if row is None:
-                raise ApiError(404, "unknown_account", f"no account {account_id}")
+        with self._read_for(claim) as conn:
+            row = _first_row_or_404(
+                conn,
+                sa.select(*_account_columns()).where(accounts.c.account_id == account_id),
+                "unknown_account",
+                f"no account {account_id}",
+            )
         return _account(row)
 
     def card_account(self, card_id: str, claim: NonceClaim | None = None) -> AccountAnswer:
@@ -377,19 +385,20 @@ class Store:
         Raises:
             ApiError: 404 ``unknown_card``.
         """
-        with self._write(claim) if claim else self._read() as conn:
-            row = conn.execute(
+        with self._read_for(claim) as conn:
+            row = _first_row_or_404(
+                conn,
                 sa.select(*_account_columns())
                 .select_from(cards.join(accounts))
-                .where(cards.c.card_id == card_id)
-            ).first()
-            if row is None:
-                raise ApiError(404, "unknown_card", f"no card {card_id}")
+                .where(cards.c.card_id == card_id),
+                "unknown_card",
+                f"no card {card_id}",
+            )
         return _account(row)
 
     def all_cards(self, claim: NonceClaim | None = None) -> CardsAnswer:
         """Every card with its account, for a terminal's offline cache."""
-        with self._write(claim) if claim else self._read() as conn:
+        with self._read_for(claim) as conn:
             rows = conn.execute(
                 sa.select(cards.c.card_id, *_account_columns())
                 .select_from(cards.join(accounts))
@@ -408,13 +417,6 @@ class Store:
             ],
             synced_at=time.time(),
         )
-
-    def _require_account(self, conn: Connection, account_id: str) -> None:
-        found = conn.execute(
-            sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)
-        ).first()
-        if found is None:
-            raise ApiError(404, "unknown_account", f"no account {account_id}")
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -557,12 +559,13 @@ class Store:
         Raises:
             ApiError: 404 ``unknown_transaction``.
         """
-        with self._write(claim) if claim else self._read() as conn:
-            row = conn.execute(
-                sa.select(txns).where(txns.c.transaction_id == transaction_id)
-            ).first()
-            if row is None:
-                raise ApiError(404, "unknown_transaction", f"no transaction {transaction_id}")
+        with self._read_for(claim) as conn:
+            row = _first_row_or_404(
+                conn,
+                sa.select(txns).where(txns.c.transaction_id == transaction_id),
+                "unknown_transaction",
+                f"no transaction {transaction_id}",
+            )
         return TransactionRecordAnswer(
             transaction_id=row.transaction_id,
             account_id=row.account_id,
@@ -770,14 +773,15 @@ class Store:
         Raises:
             ApiError: 404 ``no_menu``.
         """
-        with self._write(claim) if claim else self._read() as conn:
-            row = conn.execute(
+        with self._read_for(claim) as conn:
+            row = _first_row_or_404(
+                conn,
                 sa.select(menus.c.version, menus.c.document)
                 .order_by(menus.c.version.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                raise ApiError(404, "no_menu", "no menu has been set (trayscan backend set-menu)")
+                .limit(1),
+                "no_menu",
+                "no menu has been set (trayscan backend set-menu)",
+            )
         return MenuAnswer(
             date=date.today().isoformat(),
             version=str(row.version),
@@ -826,7 +830,7 @@ class Store:
         Raises:
             ApiError: 404 ``no_bundle``.
         """
-        with self._write(claim) if claim else self._read() as conn:
+        with self._read_for(claim) as conn:
             bundle = self._latest_bundle(conn)
             if bundle is None:
                 raise ApiError(404, "no_bundle", "no bundle has been published")
@@ -848,12 +852,13 @@ class Store:
         Raises:
             ApiError: 404 ``no_bundle``.
         """
-        with self._write(claim) if claim else self._read() as conn:
-            row = conn.execute(
-                sa.select(bundles.c.archive, bundles.c.sha256).where(bundles.c.version == version)
-            ).first()
-            if row is None:
-                raise ApiError(404, "no_bundle", f"no bundle {version}")
+        with self._read_for(claim) as conn:
+            row = _first_row_or_404(
+                conn,
+                sa.select(bundles.c.archive, bundles.c.sha256).where(bundles.c.version == version),
+                "no_bundle",
+                f"no bundle {version}",
+            )
         return bytes(row.archive), str(row.sha256)
 
     # --- reports ----------------------------------------------------------------------------
@@ -898,6 +903,34 @@ class Store:
                 voided=int(voided),
             ),
         )
+
+
+def require_account(conn: Connection, account_id: str) -> None:
+    """Check that the account exists.
+
+    Raises:
+        ApiError: 404 ``unknown_account``.
+    """
+    _first_row_or_404(
+        conn,
+        sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id),
+        "unknown_account",
+        f"no account {account_id}",
+    )
+
+
+def _first_row_or_404(
+    conn: Connection, statement: sa.Executable, code: str, message: str
+) -> sa.Row[Any]:
+    """The first row ``statement`` returns.
+
+    Raises:
+        ApiError: 404 with ``code`` and ``message`` when it returns none.
+    """
+    row = conn.execute(statement).first()
+    if row is None:
+        raise ApiError(404, code, message)
+    return row
 
 
 def _account_columns() -> tuple[sa.Column[Any], ...]:
