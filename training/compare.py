@@ -182,6 +182,9 @@ def compare_bundles(
     reports = []
     for path, run in zip((bundle_a, bundle_b), runs, strict=True):
         report = evaluate(run.predictions, run.truths)
+        # Over the boxes the terminal keeps (its confidence threshold), unlike `trayscan eval`'s
+        # detector_map50, which also ranks the low-confidence boxes.
+        report["detector_map50_at_conf"] = report.pop("detector_map50")
         report["bundle"] = run.version
         report["path"] = str(path)
         report["price_error"] = price_error(run, menu)
@@ -198,7 +201,7 @@ def compare_bundles(
                  "change": round(recall_b - recall_a, 4)}
             )  # fmt: skip
     differences.sort(key=lambda d: -abs(d["change"]) * d["n"])
-    keys = ("detector_map50", "dish_precision", "dish_recall", "dish_top1", "tray_exact",
+    keys = ("detector_map50_at_conf", "dish_precision", "dish_recall", "dish_top1", "tray_exact",
             "unknown_rate", "unsure_rate", "ms_per_tray_p50", "ms_per_tray_p95")  # fmt: skip
     result: dict[str, Any] = {
         "dataset": str(dataset_path),
