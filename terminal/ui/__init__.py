@@ -8,6 +8,6 @@ thread (:mod:`terminal.ui.worker`); results reach the screens through queued sig
 
 Modules without Qt (:mod:`terminal.ui.text`, :mod:`terminal.ui.pinyin`,
 :mod:`terminal.ui.thumbnails`, :mod:`terminal.ui.status`, :mod:`terminal.ui.drivers`,
-:mod:`terminal.ui.tray`) hold the logic the screens show, so it can be tested and reused without
-a display.
+:mod:`terminal.ui.tray`, :mod:`terminal.ui.face`) hold the logic the screens show, so it can be
+tested and reused without a display.
 """

@@ -5,6 +5,10 @@ worker thread that runs the terminal under them.
 desktop and the simulated diners of :class:`terminal.ui.drivers.DemoDriver` check out one tray
 after another; on a terminal the diner screen fills the customer display and the staff window
 opens on the second screen, or comes to the front when a tray is held (F12 shows it too).
+
+With face accounts (``face.enabled``) the staff window has a third tab, the face enrolment
+screen, and, given a customer camera, the diner screen offers paying by face
+(:mod:`terminal.ui.face`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QTabWidget, QVBoxLayout, QWidget
 
 from terminal.app import Terminal
+from terminal.backend.http import HttpBackend
 from terminal.backend.payments import OutboxBackend
 from terminal.config import SAMPLE_DATASET, ReplayCameraConfig
 from terminal.ui.cashier import CashierScreen, StaffContext
 from terminal.ui.diner import DinerScreen, icon
 from terminal.ui.drivers import DemoDriver, DemoTimings, KioskDriver, LiveDriver
+from terminal.ui.enrolment import EnrolmentContext, FaceEnrolmentScreen
+from terminal.ui.face import CustomerCamera, FaceCheckout, FaceEnrolmentDesk
 from terminal.ui.maintenance import MaintenanceContext, MaintenanceScreen
 from terminal.ui.status import ErrorLog, collect_status, model_view, recent_transactions
 from terminal.ui.style import apply_kiosk_style
@@ -50,10 +57,15 @@ def thumbnail_sources(terminal: Terminal) -> list[Path]:
 
 
 class StaffWindow(QWidget):
-    """The cashier and maintenance screens, as tabs of one window beside the scanner."""
+    """The cashier and maintenance screens (and the face enrolment screen when face accounts are
+    on), as tabs of one window beside the scanner."""
 
     def __init__(
-        self, cashier: CashierScreen, maintenance: MaintenanceScreen, parent: QWidget | None = None
+        self,
+        cashier: CashierScreen,
+        maintenance: MaintenanceScreen,
+        enrolment: FaceEnrolmentScreen | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("staffWindow")
@@ -62,11 +74,14 @@ class StaffWindow(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(cashier, icon("cashier"), both("收银", "Cashier"))
         self.tabs.addTab(maintenance, icon("gear"), both("维护", "Maintenance"))
+        if enrolment is not None:
+            self.tabs.addTab(enrolment, icon("card"), both("人脸", "Face"))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
         self.cashier = cashier
         self.maintenance = maintenance
+        self.enrolment = enrolment
 
     def call_cashier(self, held: bool) -> None:
         """A tray is held: bring the cashier tab to the front."""
@@ -85,6 +100,8 @@ class Kiosk:
     cashier: CashierScreen
     maintenance: MaintenanceScreen
     staff: StaffWindow
+    enrolment: FaceEnrolmentScreen | None = None
+    face: FaceCheckout | None = None
 
 
 def build_kiosk(
@@ -94,15 +111,42 @@ def build_kiosk(
     *,
     errors: ErrorLog | None = None,
     thumbnails: ThumbnailIndex | None = None,
+    customer_camera: CustomerCamera | None = None,
 ) -> Kiosk:
-    """Make the three screens over ``terminal`` (the session, the desk, the model)."""
+    """Make the screens over ``terminal`` (the session, the desk, the model, the faces).
+
+    With face accounts on, the enrolment screen is added; with a ``customer_camera`` too, the
+    driver steps a :class:`FaceCheckout` and the diner screen offers paying by face.
+    """
     assert terminal.desk is not None, "the kiosk needs the terminal's cashier desk"
     session = terminal.session
     recogniser = terminal.recogniser
     if thumbnails is None:
         thumbnails = ThumbnailIndex(terminal.menu, thumbnail_sources(terminal))
     outbox = terminal.backend.outbox if isinstance(terminal.backend, OutboxBackend) else None
-    diner = DinerScreen(session, language=terminal.loaded.config.language)
+    face = terminal.face
+    checkout: FaceCheckout | None = None
+    enrolment: FaceEnrolmentScreen | None = None
+    if face is not None:
+        if customer_camera is not None:
+            checkout = FaceCheckout(face.payment, customer_camera, session)
+            driver.face = checkout
+        else:
+            logger.warning(
+                "face accounts are on but the kiosk has no customer camera: the diner screen "
+                "asks for cards only and the enrolment screen cannot capture"
+            )
+        enrolment = FaceEnrolmentScreen(
+            EnrolmentContext(
+                desk=terminal.desk,
+                runner=runner,
+                faces=FaceEnrolmentDesk(face, customer_camera),
+                card_required=isinstance(face.accounts.backend, HttpBackend),
+            )
+        )
+    diner = DinerScreen(
+        session, language=terminal.loaded.config.language, face=checkout, runner=runner
+    )
     cashier = CashierScreen(
         session,
         StaffContext(
@@ -125,13 +169,19 @@ def build_kiosk(
     )
 
     def presence(_: bool) -> None:
-        driver.cashier_present = cashier.signed_in or maintenance.technician is not None
+        driver.cashier_present = (
+            cashier.signed_in
+            or maintenance.technician is not None
+            or (enrolment is not None and enrolment.staff is not None)
+        )
 
     cashier.presence_changed.connect(presence)
     maintenance.presence_changed.connect(presence)
-    staff = StaffWindow(cashier, maintenance)
+    if enrolment is not None:
+        enrolment.presence_changed.connect(presence)
+    staff = StaffWindow(cashier, maintenance, enrolment)
     cashier.attention.connect(staff.call_cashier)
-    return Kiosk(diner, cashier, maintenance, staff)
+    return Kiosk(diner, cashier, maintenance, staff, enrolment, checkout)
 
 
 def connect_worker(kiosk: Kiosk, worker: TerminalWorker) -> None:
@@ -172,8 +222,12 @@ def run_kiosk(
     max_trays: int | None = None,
     out: TextIO | None = None,
     timings: DemoTimings | None = None,
+    customer_camera: CustomerCamera | None = None,
 ) -> int:
     """Open the kiosk over ``terminal`` and run until its window closes (or ``max_trays``).
+
+    ``customer_camera``: the camera facing the diner, for paying by face and enrolment when the
+    terminal has face accounts (the config names none yet, so ``trayscan kiosk`` passes none).
 
     Returns the process exit status.
     """
@@ -192,7 +246,9 @@ def run_kiosk(
     )
     worker = TerminalWorker(driver, lambda fps: collect_status(terminal, driver, frames_per_s=fps))
     controller = KioskController(worker)
-    kiosk = build_kiosk(terminal, driver, controller, errors=errors)
+    kiosk = build_kiosk(
+        terminal, driver, controller, errors=errors, customer_camera=customer_camera
+    )
     connect_worker(kiosk, worker)
     if max_trays is not None:
         controller.driver_finished.connect(app.quit)

@@ -6,6 +6,12 @@ bars against a daily reference; a banner that says what to do next: put the tray
 tap the card, the result with the new balance, or why the tray is held and that the cashier has
 been called. Chinese by default, with an English toggle.
 
+With face accounts (a :class:`terminal.ui.face.FaceCheckout`) the prompt is "请刷卡或看摄像头";
+when the customer camera's burst matches an account, the banner asks "王*，是您吗？" with one big
+"是我，支付" button and a "不是我" button. The tap is the only click a diner ever makes, and it
+runs on the worker thread like everything slow; an answer that is not a proposal shows its
+reason and the card prompt stays. No face picture is shown on this screen.
+
 The screen takes the session, subscribes to its events and draws what they say; it keeps only
 what it shows.
 """
@@ -38,16 +44,23 @@ from terminal.core.session import (
     CheckoutState,
     Paid,
     PaymentDeclined,
+    PaymentRequested,
     TrayRemoved,
 )
+from terminal.devices.face.payment import AskForCard, FaceProposal
+from terminal.ui.face import FaceCheckout
 from terminal.ui.status import DeviceStatus
-from terminal.ui.text import DailyReference, grams, money, tr
+from terminal.ui.text import DailyReference, face_prompt, face_refusal, grams, money, tr
 from terminal.ui.tray import ShownTray
 from terminal.ui.widgets import CameraViewWidget, DishOutline, NutritionWidget, restyle
-from terminal.ui.worker import SessionRelay, forward_event
+from terminal.ui.worker import CommandRunner, EventRelay, InlineRunner, SessionRelay, forward_event
 from vision.types import DishStatus, Frame
 
 logger = logging.getLogger(__name__)
+
+#: The confirm button is the one button a diner presses: bigger than the staff screens' buttons.
+FACE_CONFIRM_STYLE = "font-size: 34px; min-height: 72px; padding: 8px 34px;"
+FACE_REJECT_STYLE = "font-size: 24px; min-height: 72px; padding: 8px 22px;"
 
 ICONS = Path(__file__).resolve().parent.parent.parent / "assets" / "ui"
 
@@ -64,6 +77,9 @@ class DinerScreen(QWidget):
         session: the checkout session to follow.
         language: "zh" or "en" to start in.
         reference: the daily intakes the nutrition bars compare against.
+        face: paying by face (None: cards only).
+        runner: where the diner's "that's me" / "not me" runs (the worker thread); inline when
+            not given.
     """
 
     language_changed = Signal(str)
@@ -74,6 +90,8 @@ class DinerScreen(QWidget):
         *,
         language: str = "zh",
         reference: DailyReference | None = None,
+        face: FaceCheckout | None = None,
+        runner: CommandRunner | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -81,14 +99,26 @@ class DinerScreen(QWidget):
         self.setWindowTitle("trayscan")
         self.menu = session.menu
         self.language = language
+        self.face = face
+        self.runner: CommandRunner = runner or InlineRunner()
         # What is on screen, from the events; the session keeps the truth.
         self._tray = ShownTray(session.state)
         self._paid: Paid | None = None
         self._declined: str | None = None
         self._camera_ok = True
+        # The face payment's last answer for this checkout, and who paid by face.
+        self._proposal: FaceProposal | None = None
+        self._refusal: AskForCard | None = None
+        self._not_me = False
+        self._confirming = False
+        self._face_name: str | None = None
         self._build(reference)
         self.relay = SessionRelay(session, self)
         self.relay.checkout_event.connect(forward_event(self.on_event))
+        self.face_relay: EventRelay | None = None
+        if face is not None:
+            self.face_relay = EventRelay(face.subscribe, self)
+            self.face_relay.received.connect(self.on_face_answer)
         self._refresh()
 
     # --- layout -----------------------------------------------------------------------------
@@ -182,6 +212,21 @@ class DinerScreen(QWidget):
         banner_text.addWidget(self.detail_label)
         banner_row.addWidget(self.banner_icon)
         banner_row.addLayout(banner_text, 1)
+        self.face_reject_button = QPushButton()
+        self.face_reject_button.setObjectName("faceReject")
+        self.face_reject_button.setStyleSheet(FACE_REJECT_STYLE)
+        self.face_reject_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.face_reject_button.clicked.connect(self.reject_face)
+        self.face_confirm_button = QPushButton()
+        self.face_confirm_button.setObjectName("primaryButton")
+        self.face_confirm_button.setStyleSheet(FACE_CONFIRM_STYLE)
+        self.face_confirm_button.setIcon(icon("check"))
+        self.face_confirm_button.setIconSize(QSize(40, 40))
+        self.face_confirm_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.face_confirm_button.clicked.connect(self.confirm_face)
+        for button in (self.face_reject_button, self.face_confirm_button):
+            button.hide()
+            banner_row.addWidget(button)
         self.amount_label = QLabel()
         self.amount_label.setObjectName("bannerAmount")
         banner_row.addWidget(self.amount_label)
@@ -197,11 +242,63 @@ class DinerScreen(QWidget):
         elif isinstance(event, Paid):
             self._paid = event
             self._declined = None
+        elif isinstance(event, PaymentRequested):
+            self._refusal, self._not_me = None, False
         elif isinstance(event, TrayRemoved):
             self._paid = None
             self._declined = None
+            self._refusal, self._not_me, self._face_name = None, False, None
             self.camera.set_frame(None)
+        if self._tray.state is not CheckoutState.AWAITING_PAYMENT:
+            # A card was tapped, the tray left or went to the cashier: the question is void.
+            self._proposal = None
         self._refresh()
+
+    @Slot(object)
+    def on_face_answer(self, answer: object) -> None:
+        """The face payment's answer to a burst (on the GUI thread)."""
+        if self._tray.state is not CheckoutState.AWAITING_PAYMENT:
+            return
+        if isinstance(answer, FaceProposal):
+            self._proposal, self._refusal = answer, None
+            self._declined = None
+        elif isinstance(answer, AskForCard):
+            self._proposal, self._refusal = None, answer
+        self._refresh()
+
+    def confirm_face(self) -> None:
+        """The diner tapped “that's me, pay”: charge the proposed account, on the worker thread."""
+        proposal, face = self._proposal, self.face
+        if proposal is None or face is None or self._confirming:
+            return
+        self._confirming = True
+        self._face_name = proposal.masked_name
+        self._refresh_banner()
+
+        def done(result: object) -> None:
+            self._confirming = False
+            self._proposal = None
+            if isinstance(result, AskForCard):
+                self._refusal = result
+            self._refresh()
+
+        def failed(exc: Exception) -> None:
+            logger.error("face payment failed: %s", exc)
+            self._confirming = False
+            self._proposal = None
+            self._refusal = AskForCard("failed", f"payment failed: {exc}")
+            self._refresh()
+
+        self.runner.submit(lambda: face.confirm(proposal), done, failed)
+
+    def reject_face(self) -> None:
+        """The diner tapped “not me”: drop the proposal; the card prompt stays."""
+        proposal, face = self._proposal, self.face
+        if proposal is None or face is None or self._confirming:
+            return
+        self._proposal, self._not_me = None, True
+        self._refresh()
+        self.runner.submit(lambda: face.reject(proposal))
 
     @Slot(object)
     def show_frame(self, frame: object) -> None:
@@ -318,11 +415,34 @@ class DinerScreen(QWidget):
             reasons = dict.fromkeys(hold.diner_text(language) for hold in self._tray.holds)
             self._set_banner("warning", "cashier", tr("held", language), "\n".join(reasons), total)
         elif state is CheckoutState.AWAITING_PAYMENT:
-            if self._declined:
+            if self._proposal is not None:
+                self._set_banner(
+                    "action",
+                    "check",
+                    tr("face_is_this_you", language).format(name=self._proposal.masked_name),
+                    tr("face_confirm_hint", language),
+                    total,
+                )
+            elif self._declined:
                 detail = (
                     f"{tr('declined', language)}: {self._declined}. {tr('try_again', language)}"
                 )
                 self._set_banner("warning", "card", tr("tap_card", language), detail, total)
+            elif self._refusal is not None:
+                refusal = self._refusal
+                detail = face_refusal(refusal.code, refusal.reason, language)
+                self._set_banner("action", "card", tr("tap_card", language), detail, total)
+            elif self._not_me:
+                self._set_banner(
+                    "action", "card", tr("tap_card", language), tr("face_not_me", language), total
+                )
+            elif self.face is not None:
+                detail = (
+                    f"{tr('tap_card_hint', language)} · "
+                    f"{face_prompt(self.face.prompt_text, language)}"
+                )
+                prompt = tr("tap_card_or_face", language)
+                self._set_banner("action", "card", prompt, detail, total)
             else:
                 self._set_banner(
                     "action", "card", tr("tap_card", language), tr("tap_card_hint", language), total
@@ -335,6 +455,16 @@ class DinerScreen(QWidget):
             self._set_banner("success", "check", *self._paid_text(), total)
         elif state is CheckoutState.VOIDED:
             self._set_banner("warning", "cashier", tr("voided", language), "", "")
+        self._refresh_face_buttons()
+
+    def _refresh_face_buttons(self) -> None:
+        asking = self._proposal is not None and self._tray.state is CheckoutState.AWAITING_PAYMENT
+        language = self.language
+        self.face_confirm_button.setText(tr("face_confirm", language))
+        self.face_reject_button.setText(tr("face_reject", language))
+        for button in (self.face_confirm_button, self.face_reject_button):
+            button.setVisible(asking)
+            button.setEnabled(asking and not self._confirming)
 
     def _paid_text(self) -> tuple[str, str]:
         language = self.language
@@ -343,6 +473,8 @@ class DinerScreen(QWidget):
         details = []
         if paid is not None:
             receipt = paid.receipt
+            if receipt.method == "face" and self._face_name:
+                details.append(self._face_name)
             if receipt.balance_after_fen is not None:
                 details.append(f"{tr('balance', language)} {money(receipt.balance_after_fen)}")
             if receipt.offline:

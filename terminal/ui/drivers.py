@@ -12,6 +12,11 @@ touched from that one thread.
   moment, a tray arrives and settles, it is recognised and priced, the payment prompt shows, a
   demo card is tapped, the result shows, the tray leaves.
 
+Both step the kiosk's :class:`terminal.ui.face.FaceCheckout` (:attr:`KioskDriver.face`) when the
+terminal has face accounts and a customer camera: while a tray awaits payment it takes about a
+second of the customer camera's frames and proposes the account they show. The demo's simulated
+diner does not tap a card while the diner screen asks "is this you?".
+
   **Held trays wait for the cashier screen.** The simulated cashier of the headless demo does not
   act while a cashier is signed in; only a held tray nobody has signed in for within
   ``cashier_timeout_s`` (45 s by default) is confirmed by it, from the photo's labels, so an
@@ -26,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from terminal.app import StartupError, Terminal
 from terminal.core.session import (
@@ -42,6 +47,9 @@ from terminal.devices.fakes import FakeCardReader, FakeScale
 from terminal.live import LiveTerminal
 from terminal.payment import mask_card, take_card_payment
 from vision.types import Frame, TrayRecognition
+
+if TYPE_CHECKING:
+    from terminal.ui.face import FaceCheckout
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,10 @@ class KioskDriver(Protocol):
 
     #: Set by the kiosk while a cashier is signed in (a plain bool: safe to set from any thread).
     cashier_present: bool
+
+    #: Paying by face, stepped with the driver while a tray awaits payment; set by the kiosk
+    #: when the terminal has face accounts and a customer camera (None: cards only).
+    face: FaceCheckout | None
 
     def step(self) -> bool:
         """One pass; False when there is nothing more to do (the replay ended, max trays)."""
@@ -187,6 +199,7 @@ class DemoDriver:
         self.max_trays = max_trays
         self.clock = clock
         self.cashier_present = False
+        self.face: FaceCheckout | None = None
         self._records = _Records(terminal, out)
         self._frame: Frame | None = None
         self._truth: TrayRecognition | None = None
@@ -241,7 +254,11 @@ class DemoDriver:
                 self._records.cashier_fixed = True
                 self.session.resolve([d.dish_id for d in self._truth.dishes if d.dish_id])
         elif state is CheckoutState.AWAITING_PAYMENT:
-            if waited >= timings.tap_after_s:
+            face = self.face
+            if face is not None:
+                face.step()
+            # A diner asked "is this you?" answers on the screen; the card waits till then.
+            if waited >= timings.tap_after_s and not (face is not None and face.waiting_for_diner):
                 self._tap()
         elif (
             state in (CheckoutState.PAID, CheckoutState.POSTED, CheckoutState.VOIDED)
@@ -329,11 +346,15 @@ class LiveDriver:
         area = profile.camera.tray_area if profile and profile.camera else None
         self.terminal = terminal
         self.cashier_present = False
+        self.face: FaceCheckout | None = None
         self.live = _ViewedLiveTerminal(terminal, out, tray_area=area)
         self._cards = _Records(terminal, None)
 
     def step(self) -> bool:
-        return self.live.step()
+        going = self.live.step()
+        if self.face is not None:
+            self.face.step()
+        return going
 
     def view_frame(self) -> Frame | None:
         return self.live.newest

@@ -52,6 +52,25 @@ _TEXT: dict[str, tuple[str, str]] = {
     "unsure_dish": ("待确认", "To confirm"),
     "per_portion": ("份", "portion"),
     "busy": ("系统处理中", "Working"),
+    "tap_card_or_face": ("请刷卡或看摄像头", "Tap your card or look at the camera"),
+    "face_is_this_you": ("{name}，是您吗？", "{name}, is this you?"),
+    "face_confirm_hint": ("确认后从您的饭卡账户付款", "Tap to pay from your meal account"),
+    "face_confirm": ("是我，支付", "That's me, pay"),
+    "face_reject": ("不是我", "Not me"),
+    "face_not_me": ("好的，请刷卡", "All right: please tap your card"),
+    "face_not_live": ("未能确认您在看摄像头", "The camera could not see you live"),
+    "face_poor_frame": ("人脸画面不够清楚", "The camera's picture of your face is not clear"),
+    "face_no_match": ("未能认出您的面孔", "Your face was not recognised"),
+    "face_too_close": ("有相似的账户，无法确定是谁", "Two accounts look alike"),
+    "face_no_enrolments": ("本机还没有人脸账户", "No face accounts here yet"),
+    "face_expired": ("确认已超时", "The confirmation timed out"),
+}
+
+#: The liveness check's prompts (``terminal.devices.face.liveness.PROMPT_TEXT``) in Chinese.
+_FACE_PROMPTS_ZH = {
+    "please turn your head slightly to the left and right": "请看摄像头，并稍微左右转动头部",
+    "please blink": "请看摄像头并眨眨眼",
+    "please blink or turn your head slightly": "请看摄像头，眨眨眼或稍微转动头部",
 }
 
 
@@ -62,6 +81,24 @@ def tr(key: str, language: str = "zh") -> str:
         logger.warning("no screen text for %r", key)
         return key
     return pair[1] if language == "en" else pair[0]
+
+
+def face_prompt(prompt: str, language: str = "zh") -> str:
+    """The liveness check's prompt (English) in ``language``; as it is when not known."""
+    if language == "en":
+        if prompt.startswith("please "):
+            return f"Look at the camera and {prompt.removeprefix('please ')}"
+        return prompt
+    return _FACE_PROMPTS_ZH.get(prompt, prompt)
+
+
+def face_refusal(code: str, reason: str, language: str = "zh") -> str:
+    """Why no face payment was proposed, for the diner: the face module's reason (English, the
+    words the check chose), after a Chinese summary of its ``code`` on the Chinese screen."""
+    if language == "en":
+        return reason
+    summary = tr(f"face_{code}", language) if f"face_{code}" in _TEXT else ""
+    return f"{summary}，请刷卡 · {reason}" if summary else reason
 
 
 def both(zh: str, en: str) -> str:

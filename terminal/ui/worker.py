@@ -8,6 +8,7 @@ leaves it free to show that state.
 
 - :class:`SessionRelay` turns the session's events, raised on the worker thread, into a Qt signal
   delivered on the GUI thread.
+- :class:`EventRelay` does the same for another publisher (the face payment's answers).
 - :class:`KioskController` starts the worker thread and carries commands to it
   (:meth:`KioskController.submit`); :class:`InlineRunner` runs commands on the spot, for tests
   and tools that drive the session from the GUI thread.
@@ -90,6 +91,38 @@ class SessionRelay(QObject):
     @Slot(object)
     def _deliver(self, event: object) -> None:
         self.checkout_event.emit(event)
+
+    def close(self) -> None:
+        """Stop relaying."""
+        self._unsubscribe()
+
+
+class EventRelay(QObject):
+    """Like :class:`SessionRelay`, for any plain-Python publisher: every event it raises, on
+    whatever thread, is re-emitted as :attr:`received` on the relay's (GUI) thread.
+
+    Args:
+        subscribe: registers a handler with the publisher and returns the unsubscribe function
+            (``FaceCheckout.subscribe``).
+    """
+
+    received = Signal(object)
+    _arrived = Signal(object)
+
+    def __init__(
+        self,
+        subscribe: Callable[[Callable[[Any], None]], Callable[[], None]],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._arrived.connect(self._deliver)
+        unsubscribe = subscribe(self._arrived.emit)
+        self._unsubscribe = unsubscribe
+        self.destroyed.connect(lambda *_: unsubscribe())
+
+    @Slot(object)
+    def _deliver(self, event: object) -> None:
+        self.received.emit(event)
 
     def close(self) -> None:
         """Stop relaying."""
