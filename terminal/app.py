@@ -28,6 +28,7 @@ from terminal.captures import CaptureRecorder, CaptureStore, CaptureWriter
 from terminal.config import (
     DEMO_CARDS,
     BundleModelConfig,
+    CameraConfig,
     CampusCardConfig,
     EmbeddedBackendConfig,
     FakeCardReaderConfig,
@@ -53,6 +54,7 @@ from terminal.core.ports import (
 from terminal.core.pricing import WeightRules
 from terminal.core.session import CheckoutSession
 from terminal.devices.cards import CardReaderError, SerialCardReader
+from terminal.devices.face.camera import FrameSourceCamera
 from terminal.devices.fakes import FakeCardReader, FakeScale
 from terminal.devices.scale import ScaleError, SerialScale
 from terminal.devices.wedge import EvdevWedgeReader, WedgeDecoder
@@ -110,6 +112,8 @@ class Terminal:
     captures: CaptureRecorder | None = None
     #: Face accounts (enrolment, matching, face payment); None unless ``face.enabled``.
     face: FaceParts | None = None
+    #: The camera facing the diner (``face.camera``), for paying by face and enrolment.
+    customer_camera: FrameSourceCamera | None = None
 
     def frame_settled(self, frame: Frame) -> None:
         """The loops call this with the frame the current checkout is recognised from."""
@@ -138,6 +142,8 @@ class Terminal:
             close_quietly(self.desk.audit)
         if self.captures is not None:
             close_quietly(self.captures)
+        if self.customer_camera is not None:
+            close_quietly(self.customer_camera)
 
 
 class EmptySource(FrameSource):
@@ -268,6 +274,10 @@ def build_terminal(
         terminal.desk = _desk(loaded, session, backend, seed_demo=seed_demo_accounts)
         terminal.captures = _captures(loaded, session, profile)
         terminal.face = _face(loaded, backend, terminal.desk)
+        if terminal.face is not None and loaded.config.face.camera is not None:
+            terminal.customer_camera = FrameSourceCamera(
+                _open_camera(loaded, loaded.config.face.camera, ("face", "camera"))
+            )
     if isinstance(backend, OutboxBackend) and outbox is not None and not check_only:
         terminal.outbox = outbox
         outbox.recover()
@@ -493,12 +503,16 @@ def close_quietly(part: object) -> None:
 
 
 def _camera(loaded: LoadedConfig, *, check_only: bool) -> FrameSource:
-    camera = loaded.config.camera
+    if check_only and not isinstance(loaded.config.camera, ReplayCameraConfig):
+        return EmptySource()
+    return _open_camera(loaded, loaded.config.camera, ("camera",))
+
+
+def _open_camera(loaded: LoadedConfig, camera: CameraConfig, key: tuple[str, ...]) -> FrameSource:
+    """A camera from its config section (the tray camera, or the one facing the diner)."""
     try:
         if isinstance(camera, ReplayCameraConfig):
             return make_source("replay", folder=loaded.resolve(camera.folder), loop=camera.loop)
-        if check_only:
-            return EmptySource()
         if isinstance(camera, VideoCameraConfig):
             return make_source("video", path=loaded.resolve(camera.path), loop=camera.loop)
         return make_source(
@@ -509,7 +523,7 @@ def _camera(loaded: LoadedConfig, *, check_only: bool) -> FrameSource:
             fps=camera.fps,
         )
     except FrameSourceError as exc:
-        raise StartupError(f"{loaded.where('camera')}: camera: {exc}") from None
+        raise StartupError(f"{loaded.where(*key)}: {'.'.join(key)}: {exc}") from None
 
 
 def _scale(loaded: LoadedConfig, profile: TerminalProfile | None, *, check_only: bool) -> Scale:

@@ -245,6 +245,9 @@ class FaceConfig(StrictModel):
     cache_key_file: str | None = None
     cache_key_env: str | None = None
     liveness: FaceLivenessConfig = Field(default_factory=FaceLivenessConfig)
+    #: The camera facing the diner (not the tray camera): an OpenCV device or stream, a video,
+    #: or a folder of photos replayed. None: face payment and enrolment have no camera.
+    camera: CameraConfig | None = None
 
     @model_validator(mode="after")
     def _check_key(self) -> FaceConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from terminal.app import StartupError, build_terminal
+from terminal.cli import main
 from terminal.config import TerminalConfig, check_paths, load_config
 from terminal.core.ports import PaymentDeclinedError
 from terminal.yamlmodels import FileError
@@ -205,3 +206,42 @@ def test_validate_config_cli(tmp_path: Path) -> None:
     result = run_cli("validate-config", str(good))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout and "41 dishes" in result.stdout
+
+
+def test_the_customer_camera_comes_from_the_face_section(tmp_path: Path) -> None:
+    """Paying by face needs the camera facing the diner, configured like the tray camera."""
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "astronaut.png").write_bytes((REPO / "tests/data/faces/astronaut.png").read_bytes())
+    key = tmp_path / "face.key"
+    assert main(["face", "new-key", str(key)]) == 0
+    path = write(
+        tmp_path,
+        f"backend:\n  ledger: {tmp_path / 'ledger.sqlite'}\n"
+        f"model:\n  store: {tmp_path / 'models'}\n"
+        f"data_dir: {tmp_path / 'var'}\n"
+        "face:\n  enabled: true\n"
+        f"  cache: {tmp_path / 'face.cache'}\n  cache_key_file: {key}\n"
+        f"  camera:\n    type: replay\n    folder: {faces}\n",
+    )
+    terminal = build_terminal(load_config(path))
+    try:
+        assert terminal.face is not None and terminal.customer_camera is not None
+        frame = terminal.customer_camera.read()
+        assert frame is not None and frame.shape == (512, 512, 3)
+    finally:
+        terminal.close()
+
+
+def test_a_missing_customer_camera_folder_names_its_key(tmp_path: Path) -> None:
+    key = tmp_path / "face.key"
+    assert main(["face", "new-key", str(key)]) == 0
+    path = write(
+        tmp_path,
+        f"model:\n  store: {tmp_path / 'models'}\n"
+        f"data_dir: {tmp_path / 'var'}\n"
+        f"face:\n  enabled: true\n  cache_key_file: {key}\n"
+        "  camera:\n    type: replay\n    folder: /no/such/faces\n",
+    )
+    with pytest.raises(StartupError, match=r"face\.camera: .*/no/such/faces"):
+        build_terminal(load_config(path))

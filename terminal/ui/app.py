@@ -227,7 +227,7 @@ def run_kiosk(
     """Open the kiosk over ``terminal`` and run until its window closes (or ``max_trays``).
 
     ``customer_camera``: the camera facing the diner, for paying by face and enrolment when the
-    terminal has face accounts (the config names none yet, so ``trayscan kiosk`` passes none).
+    terminal has face accounts (``face.camera`` in the config; ``trayscan kiosk`` passes it).
 
     Returns the process exit status.
     """

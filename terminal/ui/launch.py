@@ -60,6 +60,7 @@ def run_screens(
             max_trays=max_trays,
             out=sys.stdout,
             timings=demo_timings_for(interval),
+            customer_camera=terminal.customer_camera,
         )
     except StartupError as exc:
         print(f"trayscan kiosk: cannot start:\n{exc}", file=sys.stderr)
