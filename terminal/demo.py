@@ -158,6 +158,36 @@ class CheckoutRecord:
         }
 
 
+def settle_replayed_tray(
+    terminal: Terminal, scale: FakeScale, frame: Frame
+) -> TrayRecognition | None:
+    """A replayed tray comes to rest: recognise it, weigh it on the fake scale, tell the session.
+
+    The scale weighs what is really on the tray: the photo's labels when there are any, else
+    what the recogniser saw. Returns the labels' view (None without labels), which the demo's
+    simulated cashier confirms when the tray is held.
+    """
+    session = terminal.session
+    name = Path(frame.source).name
+    recognition: TrayRecognition | None = None
+    error = ""
+    try:
+        recognition = terminal.recogniser.recognise(frame)
+    except Exception as exc:  # any recogniser failure goes to the cashier
+        logger.exception("recognition failed on %s", name)
+        error = f"{type(exc).__name__}: {exc}"
+    truth = terminal.truth.recognise(frame) if terminal.truth is not None else None
+    weighed = truth or recognition
+    scale.place(simulated_gross_g(terminal, weighed, name) if weighed else 0)
+    session.tray_settled(scale.read_stable().gross_g)
+    terminal.frame_settled(frame)
+    if recognition is None:
+        session.recognition_failed(error)
+    else:
+        session.recognised(recognition)
+    return truth
+
+
 class HeadlessDemo:
     """Runs replayed checkouts through a terminal built by :func:`terminal.app.build_terminal`.
 
@@ -204,24 +234,7 @@ class HeadlessDemo:
         terminal, session = self.terminal, self.terminal.session
         record = self._record = CheckoutRecord(tray=Path(frame.source).name)
         session.tray_arrived()
-        recognition: TrayRecognition | None = None
-        error = ""
-        try:
-            recognition = terminal.recogniser.recognise(frame)
-        except Exception as exc:  # any recogniser failure goes to the cashier
-            logger.exception("recognition failed on %s", record.tray)
-            error = f"{type(exc).__name__}: {exc}"
-        # The scale weighs what is really on the tray: the photo's labels when there are any.
-        truth = terminal.truth.recognise(frame) if terminal.truth is not None else None
-        weighed = truth or recognition
-        gross = simulated_gross_g(terminal, weighed, record.tray) if weighed else 0
-        self.scale.place(gross)
-        session.tray_settled(self.scale.read_stable().gross_g)
-        terminal.frame_settled(frame)
-        if recognition is None:
-            session.recognition_failed(error)
-        else:
-            session.recognised(recognition)
+        truth = settle_replayed_tray(terminal, self.scale, frame)
         if session.state is CheckoutState.HELD and truth is not None:
             # The demo's cashier looks at the tray and confirms the dishes really on it.
             session.resolve([d.dish_id for d in truth.dishes if d.dish_id is not None])

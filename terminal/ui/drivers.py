@@ -42,7 +42,7 @@ from terminal.core.session import (
     TrayArrived,
     TrayRemoved,
 )
-from terminal.demo import CheckoutRecord, simulated_gross_g
+from terminal.demo import CheckoutRecord, settle_replayed_tray
 from terminal.devices.fakes import FakeCardReader, FakeScale
 from terminal.live import LiveTerminal
 from terminal.payment import mask_card, take_card_payment
@@ -281,25 +281,7 @@ class DemoDriver:
     def _recognise(self) -> None:
         frame = self._frame
         assert frame is not None
-        terminal, session = self.terminal, self.session
-        recognition: TrayRecognition | None = None
-        error = ""
-        try:
-            recognition = terminal.recogniser.recognise(frame)
-        except Exception as exc:  # any recogniser failure goes to the cashier
-            logger.exception("recognition failed on %s", frame.source)
-            error = f"{type(exc).__name__}: {exc}"
-        # The scale weighs what is really on the tray: the photo's labels when there are any.
-        self._truth = terminal.truth.recognise(frame) if terminal.truth is not None else None
-        weighed = self._truth or recognition
-        gross = simulated_gross_g(terminal, weighed, Path(frame.source).name) if weighed else 0
-        self.scale.place(gross)
-        session.tray_settled(self.scale.read_stable().gross_g)
-        terminal.frame_settled(frame)
-        if recognition is None:
-            session.recognition_failed(error)
-        else:
-            session.recognised(recognition)
+        self._truth = settle_replayed_tray(self.terminal, self.scale, frame)
 
     def _tap(self) -> None:
         if self._declines >= self.timings.max_declines:
