@@ -4,7 +4,9 @@
 (the same folder always gives the same bytes, so its SHA-256 is stable); the admin upload
 ``POST /v1/admin/bundles`` unpacks the archive into a scratch folder with :func:`check_archive`
 and verifies it with :func:`vision.bundle.verify_bundle` before storing it, so a terminal is never
-offered a bundle that would not load. The archive holds the bundle's files at its top level.
+offered a bundle whose files do not match its manifest; whether its models load, the terminal
+checks before it swaps a bundle in (and refuses it, going on with the one it runs). The archive
+holds the bundle's files at its top level.
 """
 
 from __future__ import annotations
