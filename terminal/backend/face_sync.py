@@ -27,8 +27,19 @@ import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-#: The consent text a diner agrees to; its version is recorded with every enrolment.
+#: The version of :data:`CONSENT_TEXT`, recorded with every enrolment.
 CONSENT_TEXT_VERSION = "face-consent-v1"
+#: What a diner agrees to before their face is enrolled, in Chinese and English; the version
+#: recorded with the enrolment is :data:`CONSENT_TEXT_VERSION`. Change the text, change the version.
+CONSENT_TEXT = (
+    "我同意食堂在我的饭卡账户下保存我的人脸特征（由摄像头画面算出的一组数字，不保存照片），"
+    "仅用于在食堂结算时认出我，并在我本人确认后从该账户付款。我可以随时要求删除，"
+    "删除后全部人脸特征立即清除。",
+    "I agree that the canteen keeps face templates (numbers computed from the camera picture; "
+    "no photo is kept) with my meal account, used only to recognise me at the canteen's "
+    "checkout and to charge that account after I confirm. I may ask for them to be deleted at "
+    "any time; all of them are then removed.",
+)
 #: The most templates one account may hold.
 MAX_TEMPLATES = 20
 
