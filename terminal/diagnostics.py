@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from terminal.core.ports import ScaleReading
+from terminal.backend.http import HttpBackend
+from terminal.backend.payments import OutboxBackend
+from terminal.core.ports import BackendRequestError, BackendUnavailableError, ScaleReading
 from terminal.devices.scale import ScaleError, SerialScale
 from vision.sources import CameraSource
 
@@ -144,12 +146,39 @@ def check_card_reader(terminal: Terminal) -> DeviceState:
 def check_backend(terminal: Terminal) -> DeviceState:
     backend = terminal.backend
     kind = type(backend).__name__
+    if isinstance(backend, OutboxBackend):
+        return _check_remote(backend)
     try:
         backend.lookup_card("00000000")
     except Exception as exc:  # any failure here is the thing to report
         return DeviceState("backend", False, f"{kind}: {exc}", "check the ledger file or the URL")
     path = getattr(backend, "path", None)
     return DeviceState("backend", True, f"{kind}" + (f" at {path}" if path else "") + ": answers")
+
+
+def _check_remote(backend: OutboxBackend) -> DeviceState:
+    """A remote backend: is it reachable, and what waits in the outbox for it."""
+    online = backend.online
+    kind = type(online).__name__
+    queued = backend.outbox.depth()
+    flagged = len(backend.outbox.flagged())
+    waiting = f"{queued} waiting in the outbox, {flagged} flagged for the cashier"
+    try:
+        if isinstance(online, HttpBackend):
+            online.health()
+        else:
+            online.lookup_card("00000000")
+    except (BackendUnavailableError, BackendRequestError) as exc:
+        return DeviceState(
+            "backend",
+            False,
+            f"{kind}: {exc}; {waiting}",
+            "check the network and the backend's URL; card payments continue offline within "
+            "the offline limit",
+        )
+    ok = flagged == 0
+    advice = "" if ok else "a cashier must look at the flagged payments (cashier screen)"
+    return DeviceState("backend", ok, f"{kind}: reachable; {waiting}", advice)
 
 
 def check_model(terminal: Terminal) -> DeviceState:
