@@ -26,10 +26,10 @@ from terminal.core.menu import Menu, PricingMode
 from terminal.core.money import price_by_weight_fen
 from vision.bundle import verify_bundle
 from vision.datasets import LabelledDataset, read_dataset
+from vision.eval_runner import recognise_labelled
 from vision.evaluation import TrayPrediction, TrayTruth, evaluate, match_boxes
 from vision.recogniser import BundleRecogniser
-from vision.references import class_to_dish_from_bundle, dish_id_for
-from vision.sources import read_image
+from vision.references import class_to_dish_from_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -45,36 +45,13 @@ class BundleRun:
 
 def run_bundle(bundle_path: Path, dataset: LabelledDataset, *, threads: int = 2) -> BundleRun:
     """Recognise every photo of ``dataset`` with one bundle."""
-    import time
-
     recogniser = BundleRecogniser(verify_bundle(bundle_path), threads=threads)
     mapping = class_to_dish_from_bundle(recogniser.bundle.dishes)
     run = BundleRun(recogniser.model_version)
     for labelled in dataset.images:
-        image = read_image(labelled.path)
-        started = time.perf_counter()
-        recognition = recogniser.recognise_image(image)
-        elapsed = (time.perf_counter() - started) * 1000.0
-        dishes = recognition.tray.dishes
-        run.predictions.append(
-            TrayPrediction(
-                boxes_xyxy=np.array([d.box_xyxy for d in dishes], np.float64).reshape(-1, 4),
-                scores=np.asarray(recognition.detections.scores, np.float64),
-                dish_ids=[d.dish_id if d.status.value != "unknown" else None for d in dishes],
-                statuses=[d.status.value for d in dishes],
-                elapsed_ms=elapsed,
-            )
-        )
-        run.truths.append(
-            TrayTruth(
-                boxes_xyxy=np.array([o.box_xyxy for o in labelled.objects], np.float64).reshape(
-                    -1, 4
-                ),
-                dish_ids=[
-                    mapping.get(o.class_name) or dish_id_for(o.class_name) for o in labelled.objects
-                ],
-            )
-        )
+        prediction, truth, _ = recognise_labelled(recogniser, labelled, mapping)
+        run.predictions.append(prediction)
+        run.truths.append(truth)
     return run
 
 

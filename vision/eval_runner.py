@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vision.bundle import ModelBundle, verify_bundle
-from vision.datasets import LabelledDataset, read_dataset
+from vision.datasets import LabelledDataset, LabelledImage, read_dataset
 from vision.evaluation import TrayPrediction, TrayTruth, average_precision_50, evaluate
 from vision.identifier import Embedder
 from vision.recogniser import BundleRecogniser
@@ -102,31 +102,9 @@ def score(
     """
     predictions, truths, all_boxes = [], [], []
     for labelled in dataset.images:
-        image = read_image(labelled.path)
-        started = time.perf_counter()
-        recognition = recogniser.recognise_image(image)
-        elapsed = (time.perf_counter() - started) * 1000.0
-        dishes = recognition.tray.dishes
-        predictions.append(
-            TrayPrediction(
-                boxes_xyxy=np.array([d.box_xyxy for d in dishes], np.float64).reshape(-1, 4),
-                scores=np.asarray(recognition.detections.scores, np.float64),
-                dish_ids=[d.dish_id if d.status.value != "unknown" else None for d in dishes],
-                statuses=[d.status.value for d in dishes],
-                elapsed_ms=elapsed,
-            )
-        )
-        truths.append(
-            TrayTruth(
-                boxes_xyxy=np.array([o.box_xyxy for o in labelled.objects], np.float64).reshape(
-                    -1, 4
-                ),
-                dish_ids=[
-                    class_to_dish.get(o.class_name) or dish_id_for(o.class_name)
-                    for o in labelled.objects
-                ],
-            )
-        )
+        prediction, truth, image = recognise_labelled(recogniser, labelled, class_to_dish)
+        predictions.append(prediction)
+        truths.append(truth)
         if map_conf is not None:
             all_boxes.append(_all_detections(recogniser, image, map_conf))
     result = evaluate(predictions, truths)
@@ -134,6 +112,31 @@ def score(
     if map_conf is not None:
         result["detector_map50"] = round(average_precision_50(all_boxes, truths), 4)
     return result
+
+
+def recognise_labelled(
+    recogniser: BundleRecogniser, labelled: LabelledImage, class_to_dish: dict[str, str]
+) -> tuple[TrayPrediction, TrayTruth, npt.NDArray[np.uint8]]:
+    """Recognise one labelled photo, timed; returns the prediction, the truth and the image."""
+    image = read_image(labelled.path)
+    started = time.perf_counter()
+    recognition = recogniser.recognise_image(image)
+    elapsed = (time.perf_counter() - started) * 1000.0
+    dishes = recognition.tray.dishes
+    prediction = TrayPrediction(
+        boxes_xyxy=np.array([d.box_xyxy for d in dishes], np.float64).reshape(-1, 4),
+        scores=np.asarray(recognition.detections.scores, np.float64),
+        dish_ids=[d.dish_id if d.status.value != "unknown" else None for d in dishes],
+        statuses=[d.status.value for d in dishes],
+        elapsed_ms=elapsed,
+    )
+    truth = TrayTruth(
+        boxes_xyxy=np.array([o.box_xyxy for o in labelled.objects], np.float64).reshape(-1, 4),
+        dish_ids=[
+            class_to_dish.get(o.class_name) or dish_id_for(o.class_name) for o in labelled.objects
+        ],
+    )
+    return prediction, truth, image
 
 
 def _all_detections(
