@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import append_to_card
+from training.bundle import append_to_card, select_diverse
 from vision.bundle import (
     BundleStore,
     ModelBundle,
@@ -126,8 +126,11 @@ def export_bundle(
             refs = references_from_dataset(dataset, embedder, class_to_dish=class_to_dish)
             gallery = Gallery(embedder.dim)
             for dish, embeddings in refs.embeddings.items():
-                stacked = np.stack(embeddings)[:max_per_dish]
-                gallery.add(dish, stacked, refs.hashes[dish][:max_per_dish], origin="dataset")
+                stacked = np.stack(embeddings)
+                keep = select_diverse(stacked, max_per_dish)
+                gallery.add(
+                    dish, stacked[keep], [refs.hashes[dish][i] for i in keep], origin="dataset"
+                )
             gallery.save(staging / base_bundle.manifest.gallery.file)
             report = identifier_run / "identifier-report.json"
             changes["identifier_run"] = str(identifier_run)
