@@ -8,10 +8,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 import requests
 
 from terminal.backend.http import BundleOffer, HttpBackend
 from terminal.backend.sync import Heartbeat
+from terminal.core.ports import BackendRequestError
 from tests.server.helpers import AdminClient, serving
 from tests.vision.bundle_builders import make_bundle
 from vision.bundle import BundleStore, pack_bundle, write_manifest
@@ -48,12 +50,8 @@ def test_a_published_bundle_reaches_a_running_terminal_and_a_bad_one_does_not(
         # An archive whose bytes are not what the backend vouched for is refused, once.
         bad = BundleOffer("2026.11.26-2", hashlib.sha256(b"something else").hexdigest(), 10)
         folder = tmp_path / "downloads-bad"
-        try:
+        with pytest.raises(BackendRequestError, match="SHA-256"):
             online.download_bundle(bad, folder)
-        except Exception as exc:
-            assert "SHA-256" in str(exc)
-        else:
-            raise AssertionError("a download with the wrong checksum was accepted")
         assert recogniser.model_version == "2026.11.26-2"
 
         # A bundle whose hashes hold but whose detector does not load is refused at the
