@@ -34,7 +34,6 @@ from typing import Annotated, Any, Literal
 import requests
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
-from terminal.core.menu import Nutrition
 from terminal.core.money import Fen, require_fen
 from terminal.core.ports import (
     Account,
@@ -46,7 +45,6 @@ from terminal.core.ports import (
     TransactionRecord,
     VoidResult,
 )
-from terminal.core.pricing import PricedTray
 from terminal.core.session import PaymentReceipt, PaymentRequest
 from terminal.yamlmodels import StrictModel
 
@@ -460,29 +458,36 @@ class CampusCardBackend:
         path = self.config.paths.query_account or self.config.paths.query_card
         return self._query_account({fields.account_no: account_id}, card_id=None, path=path)
 
+    def charge(self, request: PaymentRequest, account_id: str) -> PaymentReceipt:
+        """Consume the request's amount from the account (see :meth:`_consume`)."""
+        return self._consume(
+            request.transaction_id,
+            request.amount_fen,
+            request.method,
+            request.credential,
+            account_id,
+        )
+
     def post_transaction(self, body: dict[str, Any]) -> PaymentReceipt:
         """Consume for a transaction body as the outbox keeps it (``wire.transaction_body``)."""
         account_id = str(body.get("account_id") or "")
-        amount = int(body["amount_fen"])
-        request = PaymentRequest(
-            transaction_id=str(body["transaction_id"]),
-            checkout_id=str(body.get("checkout_id", "")),
-            terminal_id=str(body.get("terminal_id", "")),
-            amount_fen=amount,
-            method=str(body["method"]),
-            credential=account_id,
-            priced=PricedTray((), 0, 0, 0, amount, amount, Nutrition()),
-            created_at=float(body.get("created_at") or self._clock()),
+        receipt = self._consume(
+            str(body["transaction_id"]),
+            int(body["amount_fen"]),
+            str(body["method"]),
+            account_id,
+            account_id,
         )
-        receipt = self.charge(request, account_id)
         return replace(receipt, offline=bool(body.get("offline", False)))
 
     def cards(self) -> tuple[list[tuple[str, Account]], float]:
         """Platforms offer no list of cards: the offline cache fills from lookups alone."""
         return [], self._clock()
 
-    def charge(self, request: PaymentRequest, account_id: str) -> PaymentReceipt:
-        """Consume ``request.amount_fen`` from the account, once per transaction id.
+    def _consume(
+        self, transaction_id: str, amount_fen: Fen, method: str, credential: str, account_id: str
+    ) -> PaymentReceipt:
+        """Consume ``amount_fen`` from the account, once per transaction id.
 
         The order number is the transaction id, so a repeat (a retry, or the outbox after a lost
         answer) is answered "already consumed" with the first result, which is returned as is.
@@ -494,26 +499,26 @@ class CampusCardBackend:
             BackendUnavailableError: no answer, or one that cannot be read or trusted.
             BackendRequestError: the platform refused the signature (a setup problem).
         """
-        require_fen(request.amount_fen, "amount")
-        if request.amount_fen < 0:
+        require_fen(amount_fen, "amount")
+        if amount_fen < 0:
             raise PaymentDeclinedError("negative amount", "invalid_amount")
         config, fields = self.config, self.config.fields
         if config.account_id_is == "card_no":
             card_no: str | None = account_id
             account_no: str | None = None
         else:
-            card_no = request.credential if request.method == "card" else None
+            card_no = credential if method == "card" else None
             account_no = account_id
         params = {
             fields.card_no: card_no,
             fields.account_no: account_no,
-            fields.amount: self._amount_text(request.amount_fen),
-            fields.order_no: request.transaction_id,
+            fields.amount: self._amount_text(amount_fen),
+            fields.order_no: transaction_id,
         }
         logger.info(
             "campus card consume %s: %d fen from %s",
-            request.transaction_id,
-            request.amount_fen,
+            transaction_id,
+            amount_fen,
             _mask(card_no or account_id),
         )
         reply = self._call(
@@ -522,19 +527,19 @@ class CampusCardBackend:
         category = self._category(reply)
         if category in ("success", "already_processed"):
             charged = self._amount(reply, fields.amount, required=False)
-            if charged is not None and charged != request.amount_fen:
+            if charged is not None and charged != amount_fen:
                 raise PaymentDeclinedError(
-                    f"order {request.transaction_id} was already consumed with {charged} fen, "
-                    f"not {request.amount_fen} fen",
+                    f"order {transaction_id} was already consumed with {charged} fen, "
+                    f"not {amount_fen} fen",
                     "conflict",
                 )
             if category == "already_processed":
-                logger.info("order %s was already consumed", request.transaction_id)
+                logger.info("order %s was already consumed", transaction_id)
             return PaymentReceipt(
-                transaction_id=request.transaction_id,
+                transaction_id=transaction_id,
                 account_id=account_id,
-                method=request.method,
-                amount_fen=request.amount_fen,
+                method=method,
+                amount_fen=amount_fen,
                 balance_after_fen=self._amount(reply, fields.balance_after, required=False),
             )
         declines = {
@@ -546,7 +551,7 @@ class CampusCardBackend:
         reason, code = declines.get(
             category, (f"refused by the campus card platform: {reply.describe()}", "rejected")
         )
-        logger.info("consume %s declined: %s", request.transaction_id, reply.describe())
+        logger.info("consume %s declined: %s", transaction_id, reply.describe())
         raise PaymentDeclinedError(reason, code)
 
     def void(self, transaction_id: str, reason: str) -> VoidResult:
