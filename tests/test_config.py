@@ -241,6 +241,7 @@ def test_a_missing_customer_camera_folder_names_its_key(tmp_path: Path) -> None:
         f"model:\n  store: {tmp_path / 'models'}\n"
         f"data_dir: {tmp_path / 'var'}\n"
         f"face:\n  enabled: true\n  cache_key_file: {key}\n"
+        f"  cache: {tmp_path / 'face.cache'}\n"
         "  camera:\n    type: replay\n    folder: /no/such/faces\n",
     )
     with pytest.raises(StartupError, match=r"face\.camera: .*/no/such/faces"):
