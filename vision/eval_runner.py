@@ -20,7 +20,13 @@ import numpy.typing as npt
 
 from vision.bundle import ModelBundle, verify_bundle
 from vision.datasets import LabelledDataset, LabelledImage, read_dataset
-from vision.evaluation import TrayPrediction, TrayTruth, average_precision_50, evaluate
+from vision.evaluation import (
+    TrayPrediction,
+    TrayTruth,
+    average_precision_50,
+    evaluate,
+    match_boxes,
+)
 from vision.identifier import Embedder
 from vision.recogniser import BundleRecogniser
 from vision.references import (
@@ -98,6 +104,8 @@ def score(
 
     ``detector_map50`` ranks every box the detector scores above ``map_conf`` (the usual way to
     measure a detector); ``detector_map50_at_conf`` only the boxes the terminal really uses.
+    ``detector_recall_ceiling`` is the share of labelled dishes that some box above ``map_conf``
+    finds: no choice of thresholds can find more, only a better detector.
     ``map_conf=None`` skips that second detector pass and reports only the latter.
     """
     predictions, truths, all_boxes = [], [], []
@@ -111,6 +119,12 @@ def score(
     result["detector_map50_at_conf"] = result["detector_map50"]
     if map_conf is not None:
         result["detector_map50"] = round(average_precision_50(all_boxes, truths), 4)
+        found = sum(
+            len(match_boxes(boxes.boxes_xyxy, boxes.scores, truth.boxes_xyxy))
+            for boxes, truth in zip(all_boxes, truths, strict=True)
+        )
+        n_true = sum(len(truth) for truth in truths)
+        result["detector_recall_ceiling"] = round(found / n_true, 4) if n_true else 0.0
     return result
 
 

@@ -174,6 +174,9 @@ def evaluate(
         ``n_matched``, ``detector_map50``, ``dish_precision`` (matched / predicted),
         ``dish_recall`` (matched / true), ``dish_top1`` (named right / matched; an unknown is
         wrong), ``tray_exact`` (trays with every dish found and named right and no extra box),
+        ``tray_exact_by_dishes`` (the same for the trays holding 1, 2, 3-4 and 5 or more dishes,
+        with how many trays each group has), ``tray_failures`` (how many trays missed a dish,
+        held an extra box, or named a found dish wrong; one tray can count in several),
         ``unknown_rate`` and ``unsure_rate`` (of predicted dishes), ``confused_pairs`` (the 10
         commonest ``{"true", "predicted", "count"}`` among matched pairs named wrong),
         ``per_dish`` (dish -> ``{"precision", "recall", "n"}``), ``ms_per_tray_p50`` and
@@ -191,6 +194,8 @@ def evaluate(
     true_count: Counter[str] = Counter()  # true objects per dish
     named_count: Counter[str] = Counter()  # predictions naming each dish
     right_count: Counter[str] = Counter()  # matched predictions naming the true dish
+    by_size = {group: [0, 0] for group in SIZE_GROUPS}  # trays, exact trays
+    failures = {"missed_dish": 0, "extra_box": 0, "misnamed": 0}
 
     for pred, truth in zip(preds, truths, strict=True):
         pairs = match_boxes(pred.boxes_xyxy, pred.scores, truth.boxes_xyxy, iou)
@@ -204,8 +209,17 @@ def evaluate(
                 confusions[(true_id, named)] += 1
         n_matched += len(pairs)
         n_correct += correct_here
-        if correct_here == len(truth) and len(pred) == len(truth):
-            n_exact += 1
+        exact = correct_here == len(truth) and len(pred) == len(truth)
+        n_exact += exact
+        size = _size_group(len(truth))
+        by_size[size][0] += 1
+        by_size[size][1] += exact
+        if len(pairs) < len(truth):
+            failures["missed_dish"] += 1
+        if len(pred) > len(pairs):
+            failures["extra_box"] += 1
+        if correct_here < len(pairs):
+            failures["misnamed"] += 1
         true_count.update(truth.dish_ids)
         for index in range(len(pred)):
             if pred.is_unknown(index):
@@ -234,6 +248,11 @@ def evaluate(
         "dish_recall": _ratio(n_matched, n_dishes),
         "dish_top1": _ratio(n_correct, n_matched),
         "tray_exact": _ratio(n_exact, len(truths)),
+        "tray_exact_by_dishes": {
+            group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
+            for group, (trays, exact) in by_size.items()
+        },
+        "tray_failures": failures,
         "unknown_rate": _ratio(n_unknown, n_predicted),
         "unsure_rate": _ratio(n_unsure, n_predicted),
         "confused_pairs": [
@@ -248,6 +267,16 @@ def evaluate(
     }
     logger.debug("evaluated %d trays: %s", len(truths), report)
     return report
+
+
+SIZE_GROUPS = ("1", "2", "3-4", "5+")
+"""Trays grouped by how many dishes they hold, for ``tray_exact_by_dishes``."""
+
+
+def _size_group(n_dishes: int) -> str:
+    if n_dishes <= 2:
+        return str(max(n_dishes, 1))
+    return "3-4" if n_dishes <= 4 else "5+"
 
 
 def _average_precision(preds: list[TrayPrediction], truths: list[TrayTruth], iou: float) -> float:

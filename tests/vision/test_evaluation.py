@@ -182,6 +182,28 @@ def test_per_dish_and_confusions_over_several_trays() -> None:
     assert report["per_dish"]["soup"] == {"precision": 1.0, "recall": 0.5, "n": 2}
 
 
+def test_failed_trays_are_told_apart_by_why_and_by_size() -> None:
+    five = truth(*[((x, 0.0, x + 10.0, 10.0), "egg") for x in (0.0, 20.0, 40.0, 60.0, 80.0)])
+    truths = [truth((RICE, "rice")), truth((RICE, "rice")), full_tray(), full_tray(), five]
+    preds = [
+        pred((RICE, "rice")),  # exact
+        pred((RICE, "rice"), (ELSEWHERE, "pork")),  # an extra box
+        pred((RICE, "rice"), (PORK, "chicken")),  # soup missed, pork misnamed
+        pred((RICE, "rice"), (PORK, "pork"), (SOUP, "soup")),  # exact
+        pred(*[((x, 0.0, x + 10.0, 10.0), "egg") for x in (0.0, 20.0, 40.0, 60.0)]),  # one missed
+    ]
+
+    report = evaluate(preds, truths)
+
+    assert report["tray_exact_by_dishes"] == {
+        "1": {"trays": 2, "tray_exact": 0.5},
+        "2": {"trays": 0, "tray_exact": 0.0},
+        "3-4": {"trays": 2, "tray_exact": 0.5},
+        "5+": {"trays": 1, "tray_exact": 0.0},
+    }
+    assert report["tray_failures"] == {"missed_dish": 2, "extra_box": 1, "misnamed": 1}
+
+
 def test_tray_times_are_reported_as_percentiles() -> None:
     preds = [pred((RICE, "rice"), elapsed_ms=ms) for ms in (10.0, 20.0, 30.0, 40.0, 100.0)]
     report = evaluate(preds, [truth((RICE, "rice"))] * 5)

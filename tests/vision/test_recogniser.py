@@ -108,7 +108,8 @@ def test_gallery_add_from_a_dataset_and_eval(tmp_path: Path) -> None:
     scores = evaluate_bundle(bundle, test, threads=1)
     assert scores["n_images"] == 3 and scores["n_dishes"] == 6
     assert scores["dish_top1"] == 1.0 and scores["tray_exact"] == 1.0
-    assert scores["detector_map50"] == 1.0
+    assert scores["detector_map50"] == 1.0 and scores["detector_recall_ceiling"] == 1.0
+    assert scores["tray_exact_by_dishes"]["2"] == {"trays": 3, "tray_exact": 1.0}
 
 
 def test_few_shot_eval_uses_the_dataset_as_a_new_menu(tmp_path: Path) -> None:
