@@ -156,7 +156,8 @@ def make_default_bundle(
             "vn-canteen-trays (Roboflow an-com v11, MIT; 41 dishes): the 525 photos of `train/`, "
             f"split by source photo into {len(split['train'])} training and {len(split['val'])} "
             "held-out photos (near-duplicates grouped). `valid/` was never used for training or "
-            "tuning. The gallery holds every labelled dish of `train/`. Thresholds were chosen on "
+            "tuning. The gallery holds up to 16 references per dish, chosen for variety from every "
+            "labelled dish of `train/`. Thresholds were chosen on "
             "the held-out photos against in-thali-plates crops as dishes not on the menu."
         ),
         detector={
