@@ -82,7 +82,7 @@ from terminal.ui.widgets import (
     restyle,
     say,
 )
-from terminal.ui.worker import CommandRunner, SessionRelay, forward_event
+from terminal.ui.worker import CommandRunner, EventRelay, forward_event
 from vision.recogniser import SwappableRecogniser
 from vision.types import DishRecognition, Frame, TrayRecognition
 
@@ -322,8 +322,8 @@ class CashierScreen(StaffScreen):
         self._idle.setInterval(idle_sign_out_ms)
         self._idle.timeout.connect(self.sign_out)
         self._build_work()
-        self.relay = SessionRelay(session, self)
-        self.relay.checkout_event.connect(forward_event(self.on_event))
+        self.relay = EventRelay(session.subscribe, self)
+        self.relay.received.connect(forward_event(self.on_event))
         self._refresh_tray()
 
     # --- sign in ------------------------------------------------------------------------------

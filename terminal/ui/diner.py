@@ -53,7 +53,7 @@ from terminal.ui.status import DeviceStatus
 from terminal.ui.text import DailyReference, face_prompt, face_refusal, grams, money, tr
 from terminal.ui.tray import ShownTray
 from terminal.ui.widgets import CameraViewWidget, DishOutline, NutritionWidget, restyle
-from terminal.ui.worker import CommandRunner, EventRelay, InlineRunner, SessionRelay, forward_event
+from terminal.ui.worker import CommandRunner, EventRelay, InlineRunner, forward_event
 from vision.types import DishStatus, Frame
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class DinerScreen(QWidget):
         self._confirming = False
         self._face_name: str | None = None
         self._build(reference)
-        self.relay = SessionRelay(session, self)
-        self.relay.checkout_event.connect(forward_event(self.on_event))
+        self.relay = EventRelay(session.subscribe, self)
+        self.relay.received.connect(forward_event(self.on_event))
         self.face_relay: EventRelay | None = None
         if face is not None:
             self.face_relay = EventRelay(face.subscribe, self)

@@ -6,9 +6,8 @@ simulated diners), runs the commands the screens submit (a cashier's fix, a refu
 and reports back through queued signals. The GUI thread only draws; a stalled camera or backend
 leaves it free to show that state.
 
-- :class:`SessionRelay` turns the session's events, raised on the worker thread, into a Qt signal
-  delivered on the GUI thread.
-- :class:`EventRelay` does the same for another publisher (the face payment's answers).
+- :class:`EventRelay` turns the events of the session or the face payment, raised on the worker
+  thread, into a Qt signal delivered on the GUI thread.
 - :class:`KioskController` starts the worker thread and carries commands to it
   (:meth:`KioskController.submit`); :class:`InlineRunner` runs commands on the spot, for tests
   and tools that drive the session from the GUI thread.
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from terminal.core.session import CheckoutEvent, CheckoutSession
+from terminal.core.session import CheckoutEvent
 from terminal.ui.drivers import KioskDriver
 from terminal.ui.status import DeviceStatus
 
@@ -69,41 +68,18 @@ class InlineRunner:
             on_done(result)
 
 
-class SessionRelay(QObject):
-    """Re-emits every session event as :attr:`checkout_event`, always on the relay's thread.
-
-    The session calls its handlers on whatever thread acted on it (the worker thread in the
-    kiosk). The relay hops each event over to its own (GUI) thread through a queued signal, so
-    whatever a screen connects to :attr:`checkout_event` runs on the GUI thread; when everything
-    runs on one thread (the tests) the event is delivered at once.
-    """
-
-    checkout_event = Signal(object)
-    _arrived = Signal(object)
-
-    def __init__(self, session: CheckoutSession, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._arrived.connect(self._deliver)
-        unsubscribe = session.subscribe(self._arrived.emit)
-        self._unsubscribe = unsubscribe
-        self.destroyed.connect(lambda *_: unsubscribe())
-
-    @Slot(object)
-    def _deliver(self, event: object) -> None:
-        self.checkout_event.emit(event)
-
-    def close(self) -> None:
-        """Stop relaying."""
-        self._unsubscribe()
-
-
 class EventRelay(QObject):
-    """Like :class:`SessionRelay`, for any plain-Python publisher: every event it raises, on
-    whatever thread, is re-emitted as :attr:`received` on the relay's (GUI) thread.
+    """Re-emits every event of a plain-Python publisher as :attr:`received`, always on the
+    relay's own (GUI) thread.
+
+    The checkout session and the face payment call their handlers on whatever thread acted on
+    them (the worker thread in the kiosk). The relay hops each event over to its own thread
+    through a queued signal, so whatever a screen connects to :attr:`received` runs on the GUI
+    thread; when everything runs on one thread (the tests) the event is delivered at once.
 
     Args:
         subscribe: registers a handler with the publisher and returns the unsubscribe function
-            (``FaceCheckout.subscribe``).
+            (``CheckoutSession.subscribe``, ``FaceCheckout.subscribe``).
     """
 
     received = Signal(object)
