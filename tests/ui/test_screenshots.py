@@ -6,6 +6,7 @@ the pictures change only when the screens do.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -102,18 +103,20 @@ def test_screenshots_of_every_screen(
         record = logging.LogRecord("vision.sources", logging.WARNING, "", 1, message, (), None)
         record.created = 1_795_000_000.0
         errors.handle(record)
+    shipped = REPO / "assets" / "models" / "default"
+    # The shipped bundle's own version and card, with the bundle before it kept for rollback.
     model = ModelView(
+        json.loads((shipped / "bundle.json").read_text(encoding="utf-8"))["version"],
         "2026.11.26-3",
-        "2026.11.26-2",
         True,
-        (REPO / "assets" / "models" / "default" / "MODEL_CARD.md").read_text(encoding="utf-8"),
+        (shipped / "MODEL_CARD.md").read_text(encoding="utf-8"),
     )
     maintenance = MaintenanceScreen(
         MaintenanceContext(
             terminal.desk,
             InlineRunner(),
             model_info=lambda: model,
-            rollback=lambda: "2026.11.26-2",
+            rollback=lambda: "2026.11.26-3",
             errors=errors,
             program=(sys.executable, "-c", "pass"),
             clock=lambda: 1_795_000_100.0,
