@@ -175,8 +175,9 @@ def evaluate(
         ``dish_recall`` (matched / true), ``dish_top1`` (named right / matched; an unknown is
         wrong), ``tray_exact`` (trays with every dish found and named right and no extra box),
         ``tray_exact_by_dishes`` (the same for the trays holding 1, 2, 3-4 and 5 or more dishes,
-        with how many trays each group has), ``tray_failures`` (how many trays missed a dish,
-        held an extra box, or named a found dish wrong; one tray can count in several),
+        with how many trays each group has; trays with no labelled dish are in no group),
+        ``tray_failures`` (how many trays missed a dish, held an extra box, or named a found
+        dish wrong; one tray can count in several),
         ``unknown_rate`` and ``unsure_rate`` (of predicted dishes), ``confused_pairs`` (the 10
         commonest ``{"true", "predicted", "count"}`` among matched pairs named wrong),
         ``per_dish`` (dish -> ``{"precision", "recall", "n"}``), ``ms_per_tray_p50`` and
@@ -211,9 +212,10 @@ def evaluate(
         n_correct += correct_here
         exact = correct_here == len(truth) and len(pred) == len(truth)
         n_exact += exact
-        size = _size_group(len(truth))
-        by_size[size][0] += 1
-        by_size[size][1] += exact
+        if len(truth):  # a tray with no labelled dish belongs to no group
+            size = _size_group(len(truth))
+            by_size[size][0] += 1
+            by_size[size][1] += exact
         if len(pairs) < len(truth):
             failures["missed_dish"] += 1
         if len(pred) > len(pairs):
@@ -275,7 +277,7 @@ SIZE_GROUPS = ("1", "2", "3-4", "5+")
 
 def _size_group(n_dishes: int) -> str:
     if n_dishes <= 2:
-        return str(max(n_dishes, 1))
+        return str(n_dishes)
     return "3-4" if n_dishes <= 4 else "5+"
 
 

@@ -204,6 +204,13 @@ def test_failed_trays_are_told_apart_by_why_and_by_size() -> None:
     assert report["tray_failures"] == {"missed_dish": 2, "extra_box": 1, "misnamed": 1}
 
 
+def test_a_tray_with_no_labelled_dish_is_not_counted_as_a_one_dish_tray() -> None:
+    report = evaluate([pred(), pred((RICE, "rice"))], [truth(), truth((RICE, "rice"))])
+
+    assert report["tray_exact"] == 1.0
+    assert report["tray_exact_by_dishes"]["1"] == {"trays": 1, "tray_exact": 1.0}
+
+
 def test_tray_times_are_reported_as_percentiles() -> None:
     preds = [pred((RICE, "rice"), elapsed_ms=ms) for ms in (10.0, 20.0, 30.0, 40.0, 100.0)]
     report = evaluate(preds, [truth((RICE, "rice"))] * 5)
