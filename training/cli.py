@@ -44,6 +44,7 @@ def cmd_train_default_bundle(args: argparse.Namespace) -> int:
         device=args.device,
         reuse=args.reuse,
         detector_run=args.detector_run,
+        final_fit=args.final_fit,
         command="trayscan " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     print(json.dumps(result, ensure_ascii=False))
@@ -270,6 +271,11 @@ def add_parsers(sub: Any) -> None:
     bundle.add_argument("--reuse", action="store_true", help="reuse finished runs under --runs")
     bundle.add_argument(
         "--detector-run", help="the detector run under RUNS/train to use (default dish-mnv2-SIZE)"
+    )
+    bundle.add_argument(
+        "--final-fit",
+        action="store_true",
+        help="train the chosen models once more on every photo of train/ and ship those",
     )
     bundle.set_defaults(func=cmd_train_default_bundle)
 

@@ -8,6 +8,10 @@
 4. Measure score distributions (held-out split crops vs. the other cuisine's crops) and choose
    the unknown/unsure thresholds (``training/bundle.py``).
 5. Build the bundle with a gallery of every crop of ``train/``, write the model card, verify it.
+6. With ``final_fit``: train both models once more the same way on every photo of ``train/``
+   (held-out ones included) and ship those, with the thresholds and post-processing chosen in
+   steps 4-5. Nothing is left to measure them on without touching the test set, so the card
+   keeps the held-out figures of the first models and says so.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from training.bundle import (
     study_scores,
 )
 from training.data import prepare_detector_dataset
+from training.detector import read_best_metrics
 from training.identifier import yolo_crops
 from vision.bundle import verify_bundle, write_manifest
 from vision.datasets import LabelledDataset, read_dataset
@@ -77,12 +82,14 @@ def make_default_bundle(
     device: str = "cpu",
     reuse: bool = False,
     detector_run: str | None = None,
+    final_fit: bool = False,
     command: str = "",
 ) -> dict[str, Any]:
-    """Run the whole recipe; with ``reuse``, finished runs under ``paths.runs`` are kept."""
-    from training.detector import export_detector, read_best_metrics, train_detector
-    from training.identifier import train_identifier
+    """Run the whole recipe; with ``reuse``, finished runs under ``paths.runs`` are kept.
 
+    With ``final_fit`` the models chosen on the held-out split are trained once more on every
+    photo of ``train/`` (:func:`final_fit_models`), and those are what ``out`` ships.
+    """
     data_yaml = paths.runs / "data" / "vn-dish" / "dataset.yaml"
     if not (reuse and data_yaml.exists()):
         data_yaml = prepare_detector_dataset(
@@ -91,21 +98,11 @@ def make_default_bundle(
     split = json.loads((data_yaml.parent / "split.json").read_text(encoding="utf-8"))
 
     run_name = detector_run or f"dish-mnv2-{detector_imgsz}"
-    detector_onnx = paths.runs / "train" / run_name / "weights" / "detector.onnx"
-    best = detector_onnx.with_name("best.pt")
-    if not (reuse and best.exists()):
-        train_detector(
-            data_yaml,
-            paths.runs / "train",
-            home=paths.home,
-            imgsz=detector_imgsz,
-            hours=detector_hours,
-            name=run_name,
-            device=device,
-            export=False,
-        )
-    if not (reuse and detector_onnx.exists()):
-        detector_onnx = export_detector(best, imgsz=detector_imgsz, home=paths.home)
+    best = paths.runs / "train" / run_name / "weights" / "best.pt"
+    detector_onnx = _trained_detector(
+        paths, best, reuse=reuse, data=data_yaml, imgsz=detector_imgsz, hours=detector_hours,
+        device=device,
+    )  # fmt: skip
     detector_metrics = read_best_metrics(best.parent.parent)
 
     names = read_class_names(paths.vn / "dataset.yaml")
@@ -115,19 +112,10 @@ def make_default_bundle(
     val_crops = yolo_crops(val_images, names)
     thali_crops = yolo_crops(list_images(paths.thali / "images"), thali_class_names(paths.thali))
 
-    identifier_dir = paths.runs / "identifier"
-    identifier_onnx = identifier_dir / "identifier.onnx"
-    report_file = identifier_dir / "identifier-report.json"
-    if not (reuse and identifier_onnx.exists() and report_file.exists()):
-        train_identifier(
-            train_crops,
-            val_crops,
-            identifier_dir,
-            home=paths.home,
-            epochs=identifier_epochs,
-            held_out=thali_crops,
-        )
-    identifier_report = json.loads(report_file.read_text(encoding="utf-8"))
+    identifier_onnx, identifier_report = _trained_identifier(
+        paths.runs / "identifier", train_crops, val_crops, paths=paths, epochs=identifier_epochs,
+        foreign=thali_crops, reuse=reuse,
+    )  # fmt: skip
 
     # Thresholds: a gallery of the training split, queried by the held-out split (known dishes)
     # and by the other cuisine (dishes the gallery does not hold).
@@ -150,16 +138,18 @@ def make_default_bundle(
     )
 
     references = read_dataset(paths.vn / "dataset.yaml", "yolo", "train")
-    card = model_card(
+    n_photos = len(split["train"]) + len(split["val"])
+    data_text = (
+        f"vn-canteen-trays (Roboflow an-com v11, MIT; 41 dishes): the {n_photos} photos of "
+        f"`train/`, split by source photo into {len(split['train'])} training and "
+        f"{len(split['val'])} held-out photos (near-duplicates grouped). `valid/` was never used "
+        "for training or tuning. The gallery holds up to 16 references per dish, chosen for "
+        "variety from every labelled dish of `train/`. Thresholds were chosen on "
+        "the held-out photos against in-thali-plates crops as dishes not on the menu."
+    )
+    card_fields: dict[str, Any] = dict(
         version=version,
-        data=(
-            "vn-canteen-trays (Roboflow an-com v11, MIT; 41 dishes): the 525 photos of `train/`, "
-            f"split by source photo into {len(split['train'])} training and {len(split['val'])} "
-            "held-out photos (near-duplicates grouped). `valid/` was never used for training or "
-            "tuning. The gallery holds up to 16 references per dish, chosen for variety from every "
-            "labelled dish of `train/`. Thresholds were chosen on "
-            "the held-out photos against in-thali-plates crops as dishes not on the menu."
-        ),
+        data=data_text,
         detector={
             "architecture": "ImageNet MobileNetV2 backbone + YOLO11n neck/head, 1 class",
             "imgsz": detector_imgsz,
@@ -183,7 +173,7 @@ def make_default_bundle(
         command=command,
     )
     bundle = build_bundle(
-        out,
+        paths.runs / "bundle-selection" if final_fit else out,
         version=version,
         detector_onnx=detector_onnx,
         detector_imgsz=detector_imgsz,
@@ -192,7 +182,7 @@ def make_default_bundle(
         references=references,
         unknown_below=unknown_below,
         unsure_margin=unsure_margin,
-        card=card,
+        card=model_card(**card_fields),
     )
     val_names = set(split["val"])
     everything = read_dataset(paths.vn / "dataset.yaml", "yolo", "train")
@@ -203,6 +193,64 @@ def make_default_bundle(
         everything.format,
     )
     postprocessing = tune_postprocessing(bundle.path, held_out)
+    if final_fit:
+        final = final_fit_models(
+            paths,
+            detector_run=best.parent.parent,
+            data_yaml=data_yaml,
+            crops=train_crops + val_crops,
+            foreign=thali_crops,
+            identifier_epochs=identifier_epochs,
+            chosen_identifier=identifier_onnx,
+            chosen_identifier_report=identifier_report,
+            device=device,
+            reuse=reuse,
+        )
+        # The foreign crops were never trained on, so how many of them the kept threshold
+        # turns away can still be measured honestly with the shipped identifier.
+        final_embedder = Embedder(final["identifier_onnx"], input_size=224)
+        final_gallery = Gallery(final_embedder.dim)
+        all_crops = train_crops + val_crops
+        for crop, embedding in zip(
+            all_crops, final_embedder.embed([c.image for c in all_crops]), strict=True
+        ):
+            final_gallery.add(
+                by_class[crop.class_name].id, embedding[None, :], [f"{crop.source}:{id(crop)}"]
+            )
+        foreign_best = final_gallery.match(
+            final_embedder.embed([c.image for c in thali_crops]), k=1
+        )
+        rejected = float(np.mean([m[0].score < unknown_below for m in foreign_best]))
+        retrained = "detector and identifier" if final["identifier_kept"] else "detector"
+        card_fields["data"] = data_text + (
+            " The detector and identifier chosen that way were then trained once more, with "
+            f"the same settings, on all {n_photos} photos of `train/` (the held-out ones "
+            f"included). The retrained {retrained} ships, with the thresholds and "
+            "post-processing chosen on the held-out photos (see `final_fit` for why the "
+            "identifier was or was not replaced). The held-out figures below are those of the "
+            "first models: nothing is left to measure the retrained ones on but the test set."
+        )
+        card_fields["detector"] = {**card_fields["detector"], "final_fit": final["detector"]}
+        card_fields["identifier"] = {
+            **card_fields["identifier"],
+            "final_fit": final["identifier"],
+        }
+        card_fields["thresholds"] = {
+            **card_fields["thresholds"],
+            "final_fit_foreign_rejected_as_unknown": round(rejected, 4),
+        }
+        bundle = build_bundle(
+            out,
+            version=version,
+            detector_onnx=final["detector_onnx"],
+            detector_imgsz=detector_imgsz,
+            identifier_onnx=final["identifier_onnx"],
+            menu=menu,
+            references=references,
+            unknown_below=unknown_below,
+            unsure_margin=unsure_margin,
+            card=model_card(**card_fields),
+        )
     fields = bundle.manifest.to_dict()
     fields.pop("files", None)
     fields["detector"].update(postprocessing["best"])
@@ -230,7 +278,147 @@ def make_default_bundle(
         "thresholds": [unknown_below, unsure_margin],
         "threshold_figures": threshold_figures,
         "postprocessing": postprocessing["best"],
+        "final_fit": final_fit,
     }
+
+
+FINAL_FIT_SETTINGS = (
+    "imgsz", "batch", "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs",
+    "warmup_momentum", "warmup_bias_lr", "cos_lr", "close_mosaic", "pretrained", "box", "cls",
+    "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
+    "flipud", "fliplr", "mosaic", "mixup", "copy_paste", "freeze", "cache", "seed",
+)  # fmt: skip
+
+
+def repeat_run_settings(run_dir: Path) -> tuple[Path, int, dict[str, Any]]:
+    """How to train a finished ultralytics run again on other data: the weights (or model
+    YAML) it started from, the number of epochs it ran (a run cut by ``time`` ran fewer than it
+    was asked for), and its training settings."""
+    args_file = run_dir / "args.yaml"
+    if not args_file.exists():
+        raise FileNotFoundError(f"{args_file} is missing: {run_dir} is not a finished run")
+    args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
+    epochs = int(read_best_metrics(run_dir).get("epochs_run", 0))
+    if epochs < 1 or not args.get("model"):
+        raise ValueError(f"{run_dir} has no epochs in results.csv or no model in args.yaml")
+    return (
+        Path(str(args["model"])),
+        epochs,
+        {k: args[k] for k in FINAL_FIT_SETTINGS if k in args},
+    )
+
+
+def final_fit_models(
+    paths: RecipePaths,
+    *,
+    detector_run: Path,
+    data_yaml: Path,
+    crops: list[Any],
+    foreign: list[Any],
+    identifier_epochs: int,
+    chosen_identifier: Path,
+    chosen_identifier_report: dict[str, Any],
+    device: str,
+    reuse: bool,
+) -> dict[str, Any]:
+    """Train the chosen detector run and the identifier once more on every photo of the data
+    set (the held-out split included), for as many epochs as the chosen runs had; the last
+    epoch's weights are kept, since there is nothing held out left to choose an epoch by.
+    The new identifier replaces the chosen one only if :func:`keep_final_identifier` says so."""
+    start, epochs, settings = repeat_run_settings(detector_run)
+    # Runs are started from the project home; the card keeps the path as the run wrote it.
+    start_weights = start if start.is_absolute() else paths.home / start
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    everything = dict(data, train=[data["train"], data["val"]])
+    final_yaml = data_yaml.with_name("final.yaml")
+    final_yaml.write_text(yaml.safe_dump(everything, allow_unicode=True), encoding="utf-8")
+    name = f"{detector_run.name}-final"
+    # Validation would score photos it trains on; ultralytics still scores the last epoch.
+    detector_onnx = _trained_detector(
+        paths, paths.runs / "train" / name / "weights" / "last.pt", reuse=reuse, data=final_yaml,
+        imgsz=int(settings.pop("imgsz")), batch=int(settings.pop("batch")), epochs=epochs,
+        model_yaml=start_weights, device=device, overrides={**settings, "val": False},
+    )  # fmt: skip
+    identifier_onnx, report = _trained_identifier(
+        paths.runs / "identifier-final", crops, [], paths=paths, epochs=identifier_epochs,
+        foreign=foreign, reuse=reuse,
+    )  # fmt: skip
+    keep, why = keep_final_identifier(chosen_identifier_report, report)
+    logger.info("final identifier %s: %s", "kept" if keep else "not kept", why)
+    return {
+        "detector_onnx": detector_onnx,
+        "identifier_onnx": identifier_onnx if keep else chosen_identifier,
+        "identifier_kept": keep,
+        "detector": {
+            "run": name,
+            "started_from": str(start),
+            "epochs": epochs,
+            "weights": "last.pt",
+            "photos": "train/ and held-out",
+        },
+        "identifier": {
+            **{k: report[k] for k in ("n_train", "epochs", "fine_tuned", "train_seconds")},
+            "shipped": keep,
+            "why": why,
+        },
+    }
+
+
+def _trained_detector(paths: RecipePaths, weights: Path, *, reuse: bool, **train: Any) -> Path:
+    """The ONNX export of a detector run's ``weights`` (``.../RUN/weights/best.pt`` or
+    ``last.pt``), training the run first unless ``reuse`` finds it done."""
+    from training.detector import export_detector, train_detector
+
+    run_dir = weights.parent.parent
+    if not (reuse and weights.exists()):
+        train_detector(
+            out=run_dir.parent, home=paths.home, name=run_dir.name, export=False, **train
+        )
+    onnx = weights.with_name("detector.onnx")
+    if not (reuse and onnx.exists()):
+        onnx = export_detector(weights, imgsz=train["imgsz"], home=paths.home)
+    return onnx
+
+
+def _trained_identifier(
+    out: Path,
+    train: list[Any],
+    val: list[Any],
+    *,
+    paths: RecipePaths,
+    epochs: int,
+    foreign: list[Any],
+    reuse: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """The identifier ONNX and report under ``out``, training it first unless ``reuse`` finds
+    them there."""
+    from training.identifier import train_identifier
+
+    onnx = out / "identifier.onnx"
+    report_file = out / "identifier-report.json"
+    if not (reuse and onnx.exists() and report_file.exists()):
+        train_identifier(train, val, out, home=paths.home, epochs=epochs, held_out=foreign)
+    return onnx, json.loads(report_file.read_text(encoding="utf-8"))
+
+
+def keep_final_identifier(
+    chosen: dict[str, Any], final: dict[str, Any], tolerance: float = 0.02
+) -> tuple[bool, str]:
+    """Whether the identifier trained again on every photo may replace the chosen one.
+
+    Dishes of the same data set can no longer be measured without the test set, but the other
+    cuisine (never trained on) still can: the final identifier is kept only when its 5-shot
+    top-1 there is no more than ``tolerance`` below the chosen one's, so that learning a new
+    dish from a few photos does not get worse to gain on the dishes it was trained on.
+    """
+    before = chosen.get("fine_tuned", {}).get("held_out_5shot_top1")
+    after = final.get("fine_tuned", {}).get("held_out_5shot_top1")
+    if before is None or after is None:
+        return False, "no 5-shot figure on the other cuisine to compare: the chosen one is kept"
+    verdict = f"5-shot top-1 on the other cuisine {after:.3f} against {before:.3f}"
+    if after < before - tolerance:
+        return False, verdict + f", more than {tolerance} worse: the chosen identifier is shipped"
+    return True, verdict
 
 
 def tune_postprocessing(bundle: Path, held_out: LabelledDataset) -> dict[str, Any]:
