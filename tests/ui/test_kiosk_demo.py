@@ -43,7 +43,7 @@ def test_the_demo_runs_on_the_screens_with_the_shipped_model(tmp_path: Path) -> 
     assert [r["tray"] for r in records] == ["tray-01.jpg", "tray-02.jpg"]
     for record in records:
         assert record["status"] == "posted"
-        assert record["model"] == "2026.11.27-1"  # the shipped bundle, not a stand-in
+        assert record["model"] == "2026.11.27-2"  # the shipped bundle, not a stand-in
         assert record["payment"]["amount_fen"] == record["total_fen"] > 0
 
 
