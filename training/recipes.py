@@ -36,7 +36,7 @@ from training.bundle import (
 from training.data import prepare_detector_dataset
 from training.detector import read_best_metrics
 from training.identifier import yolo_crops
-from vision.bundle import verify_bundle, write_manifest
+from vision.bundle import ModelBundle, verify_bundle, write_manifest
 from vision.datasets import LabelledDataset, read_dataset
 from vision.eval_runner import evaluate_bundle, score
 from vision.gallery import Gallery
@@ -100,9 +100,14 @@ def make_default_bundle(
     run_name = detector_run or f"dish-mnv2-{detector_imgsz}"
     best = paths.runs / "train" / run_name / "weights" / "best.pt"
     detector_onnx = _trained_detector(
-        paths, best, reuse=reuse, data=data_yaml, imgsz=detector_imgsz, hours=detector_hours,
+        paths,
+        best,
+        reuse=reuse,
+        data=data_yaml,
+        imgsz=detector_imgsz,
+        hours=detector_hours,
         device=device,
-    )  # fmt: skip
+    )
     detector_metrics = read_best_metrics(best.parent.parent)
 
     names = read_class_names(paths.vn / "dataset.yaml")
@@ -113,9 +118,14 @@ def make_default_bundle(
     thali_crops = yolo_crops(list_images(paths.thali / "images"), thali_class_names(paths.thali))
 
     identifier_onnx, identifier_report = _trained_identifier(
-        paths.runs / "identifier", train_crops, val_crops, paths=paths, epochs=identifier_epochs,
-        foreign=thali_crops, reuse=reuse,
-    )  # fmt: skip
+        paths.runs / "identifier",
+        train_crops,
+        val_crops,
+        paths=paths,
+        epochs=identifier_epochs,
+        foreign=thali_crops,
+        reuse=reuse,
+    )
 
     # Thresholds: a gallery of the training split, queried by the held-out split (known dishes)
     # and by the other cuisine (dishes the gallery does not hold).
@@ -172,17 +182,23 @@ def make_default_bundle(
         },
         command=command,
     )
-    bundle = build_bundle(
-        paths.runs / "bundle-selection" if final_fit else out,
-        version=version,
-        detector_onnx=detector_onnx,
-        detector_imgsz=detector_imgsz,
-        identifier_onnx=identifier_onnx,
-        menu=menu,
-        references=references,
-        unknown_below=unknown_below,
-        unsure_margin=unsure_margin,
-        card=model_card(**card_fields),
+
+    def assemble(folder: Path, detector: Path, identifier: Path) -> ModelBundle:
+        return build_bundle(
+            folder,
+            version=version,
+            detector_onnx=detector,
+            detector_imgsz=detector_imgsz,
+            identifier_onnx=identifier,
+            menu=menu,
+            references=references,
+            unknown_below=unknown_below,
+            unsure_margin=unsure_margin,
+            card=model_card(**card_fields),
+        )
+
+    bundle = assemble(
+        paths.runs / "bundle-selection" if final_fit else out, detector_onnx, identifier_onnx
     )
     val_names = set(split["val"])
     everything = read_dataset(paths.vn / "dataset.yaml", "yolo", "train")
@@ -206,21 +222,6 @@ def make_default_bundle(
             device=device,
             reuse=reuse,
         )
-        # The foreign crops were never trained on, so how many of them the kept threshold
-        # turns away can still be measured honestly with the shipped identifier.
-        final_embedder = Embedder(final["identifier_onnx"], input_size=224)
-        final_gallery = Gallery(final_embedder.dim)
-        all_crops = train_crops + val_crops
-        for crop, embedding in zip(
-            all_crops, final_embedder.embed([c.image for c in all_crops]), strict=True
-        ):
-            final_gallery.add(
-                by_class[crop.class_name].id, embedding[None, :], [f"{crop.source}:{id(crop)}"]
-            )
-        foreign_best = final_gallery.match(
-            final_embedder.embed([c.image for c in thali_crops]), k=1
-        )
-        rejected = float(np.mean([m[0].score < unknown_below for m in foreign_best]))
         retrained = "detector and identifier" if final["identifier_kept"] else "detector"
         card_fields["data"] = data_text + (
             " The detector and identifier chosen that way were then trained once more, with "
@@ -235,21 +236,18 @@ def make_default_bundle(
             **card_fields["identifier"],
             "final_fit": final["identifier"],
         }
-        card_fields["thresholds"] = {
-            **card_fields["thresholds"],
-            "final_fit_foreign_rejected_as_unknown": round(rejected, 4),
-        }
-        bundle = build_bundle(
-            out,
-            version=version,
-            detector_onnx=final["detector_onnx"],
-            detector_imgsz=detector_imgsz,
-            identifier_onnx=final["identifier_onnx"],
-            menu=menu,
-            references=references,
-            unknown_below=unknown_below,
-            unsure_margin=unsure_margin,
-            card=model_card(**card_fields),
+        bundle = assemble(out, final["detector_onnx"], final["identifier_onnx"])
+        # The other cuisine was never trained on, so how much of it the kept threshold turns
+        # away from the shipped gallery can still be measured honestly.
+        shipped = Embedder(bundle.path / "identifier.onnx", input_size=224)
+        foreign_best = Gallery.load(bundle.path / "gallery.npz").match(
+            shipped.embed([c.image for c in thali_crops]), k=1
+        )
+        rejected = float(np.mean([m[0].score < unknown_below for m in foreign_best]))
+        bundle = append_to_card(
+            bundle.path,
+            "Thresholds against the shipped gallery",
+            {"foreign_rejected_as_unknown": round(rejected, 4)},
         )
     fields = bundle.manifest.to_dict()
     fields.pop("files", None)
@@ -335,14 +333,26 @@ def final_fit_models(
     name = f"{detector_run.name}-final"
     # Validation would score photos it trains on; ultralytics still scores the last epoch.
     detector_onnx = _trained_detector(
-        paths, paths.runs / "train" / name / "weights" / "last.pt", reuse=reuse, data=final_yaml,
-        imgsz=int(settings.pop("imgsz")), batch=int(settings.pop("batch")), epochs=epochs,
-        model_yaml=start_weights, device=device, overrides={**settings, "val": False},
-    )  # fmt: skip
+        paths,
+        paths.runs / "train" / name / "weights" / "last.pt",
+        reuse=reuse,
+        data=final_yaml,
+        imgsz=int(settings.pop("imgsz")),
+        batch=int(settings.pop("batch")),
+        epochs=epochs,
+        model_yaml=start_weights,
+        device=device,
+        overrides={**settings, "val": False},
+    )
     identifier_onnx, report = _trained_identifier(
-        paths.runs / "identifier-final", crops, [], paths=paths, epochs=identifier_epochs,
-        foreign=foreign, reuse=reuse,
-    )  # fmt: skip
+        paths.runs / "identifier-final",
+        crops,
+        [],
+        paths=paths,
+        epochs=identifier_epochs,
+        foreign=foreign,
+        reuse=reuse,
+    )
     keep, why = keep_final_identifier(chosen_identifier_report, report)
     logger.info("final identifier %s: %s", "kept" if keep else "not kept", why)
     return {

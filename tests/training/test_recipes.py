@@ -53,7 +53,7 @@ def test_the_final_fit_trains_as_many_epochs_as_the_chosen_run_ran_with_its_sett
 
 def test_a_run_that_never_finished_an_epoch_is_refused_by_name(tmp_path: Path) -> None:
     run = finished_run(tmp_path / "ft", rows=0)
-    with pytest.raises(ValueError, match="ft"):
+    with pytest.raises(ValueError, match=r"ft has no epochs"):
         repeat_run_settings(run)
     (run / "args.yaml").unlink()
     with pytest.raises(FileNotFoundError, match=r"args\.yaml"):
