@@ -201,12 +201,11 @@ def make_default_bundle(
         paths.runs / "bundle-selection" if final_fit else out, detector_onnx, identifier_onnx
     )
     val_names = set(split["val"])
-    everything = read_dataset(paths.vn / "dataset.yaml", "yolo", "train")
     held_out = LabelledDataset(
         "vn-canteen-trays train, held-out split",
-        [img for img in everything.images if img.path.name in val_names],
-        everything.class_names,
-        everything.format,
+        [img for img in references.images if img.path.name in val_names],
+        references.class_names,
+        references.format,
     )
     postprocessing = tune_postprocessing(bundle.path, held_out)
     if final_fit:
