@@ -44,6 +44,7 @@ def cmd_train_default_bundle(args: argparse.Namespace) -> int:
         device=args.device,
         reuse=args.reuse,
         detector_run=args.detector_run,
+        identifier_run=args.identifier_run,
         final_fit=args.final_fit,
         command="trayscan " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
@@ -157,6 +158,7 @@ def cmd_train_identifier(args: argparse.Namespace) -> int:
         held_out=held_out,
         resume=args.resume,
         bar=not args.no_bar,
+        device=args.device,
     )
     print(json.dumps({"run": str(run.out), "onnx": str(run.onnx), "report": run.report}))
     return 0
@@ -273,6 +275,11 @@ def add_parsers(sub: Any) -> None:
         "--detector-run", help="the detector run under RUNS/train to use (default dish-mnv2-SIZE)"
     )
     bundle.add_argument(
+        "--identifier-run",
+        default="identifier",
+        help="the identifier run under RUNS to use (default identifier; its final fit NAME-final)",
+    )
+    bundle.add_argument(
         "--final-fit",
         action="store_true",
         help="train the chosen models once more on every photo of train/ and ship those",
@@ -311,6 +318,7 @@ def add_parsers(sub: Any) -> None:
     identifier.add_argument("--batch", type=int, default=32)
     identifier.add_argument("--lr", type=float, default=3e-4)
     identifier.add_argument("--val-fraction", type=float, default=0.15)
+    identifier.add_argument("--device", default="cpu", help="cpu, or a CUDA device index")
     identifier.add_argument("--resume", action="store_true", help="continue from --out")
     identifier.add_argument("--no-bar", action="store_true", help="no progress bar")
     identifier.add_argument(

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from training.offline import setup_offline, use_all_cores
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,9 @@ def fold_imagenet_normalisation(model: Any) -> bool:
     stem = backbone.m[0]  # Conv2dNormActivation: Conv2d(3, 32, 3, stride 2, no bias), BN, ReLU6
     conv, bn = stem[0], stem[1]
     with torch.no_grad():
-        mean = torch.tensor(IMAGENET_MEAN_RGB, dtype=conv.weight.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD_RGB, dtype=conv.weight.dtype).view(1, 3, 1, 1)
+        like = {"dtype": conv.weight.dtype, "device": conv.weight.device}  # the GPU's, on one
+        mean = torch.tensor(IMAGENET_MEAN_RGB, **like).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD_RGB, **like).view(1, 3, 1, 1)
         conv.weight.div_(std)
         shift = (conv.weight * mean).sum(dim=(1, 2, 3))
         bn.running_mean.add_(shift.to(bn.running_mean.dtype))
@@ -171,6 +174,39 @@ def _on_train_epoch_start(trainer: Any) -> None:
     _keep_frozen_statistics(trainer.model)
 
 
+def _dish_trainer() -> Any:
+    """Ultralytics' detection trainer, reading its own results.csv with the csv module.
+
+    Ultralytics reads it with polars only to copy the epoch table into each checkpoint; polars
+    is a 54 MB wheel that a lent GPU machine (torch preinstalled, nothing fetchable, 64 MiB to
+    carry) does not have. This is a custom trainer class, the way ultralytics is meant to be
+    extended (``model.train(trainer=...)``), and the table it stores is the same.
+    """
+    import csv
+
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class DishTrainer(DetectionTrainer):  # type: ignore[misc]
+        def read_results_csv(self) -> dict[str, list[Any]]:
+            try:
+                with Path(self.csv).open(newline="") as handle:
+                    rows = list(csv.DictReader(handle))
+            except OSError:
+                return {}
+            columns = rows[0].keys() if rows else []
+            return {key.strip(): [_number(row[key]) for row in rows] for key in columns}
+
+    return DishTrainer
+
+
+def _number(text: str | None) -> Any:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in str(text) else value
+
+
 def train_detector(
     data: Path,
     out: Path,
@@ -240,9 +276,9 @@ def train_detector(
         settings["time"] = hours
     settings.update(overrides or {})
     if resume:
-        model.train(resume=True)
+        model.train(resume=True, trainer=_dish_trainer())
     else:
-        model.train(**settings)
+        model.train(trainer=_dish_trainer(), **settings)
     best = run_dir / "weights" / "best.pt"
     metrics = read_best_metrics(run_dir)
     onnx = export_detector(best, imgsz=imgsz, home=home) if export else None
@@ -264,6 +300,32 @@ def read_best_metrics(run_dir: Path) -> dict[str, float]:
     metrics = {k.strip(): float(v) for k, v in best.items() if v not in ("", None)}
     metrics["epochs_run"] = float(len(rows))
     return metrics
+
+
+FINAL_FIT_SETTINGS = (
+    "imgsz", "batch", "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs",
+    "warmup_momentum", "warmup_bias_lr", "cos_lr", "close_mosaic", "pretrained", "box", "cls",
+    "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
+    "flipud", "fliplr", "mosaic", "mixup", "copy_paste", "freeze", "cache", "seed",
+)  # fmt: skip
+
+
+def repeat_run_settings(run_dir: Path) -> tuple[Path, int, dict[str, Any]]:
+    """How to train a finished ultralytics run again on other data: the weights (or model
+    YAML) it started from, the number of epochs it ran (a run cut by ``time`` ran fewer than it
+    was asked for), and its training settings."""
+    args_file = run_dir / "args.yaml"
+    if not args_file.exists():
+        raise FileNotFoundError(f"{args_file} is missing: {run_dir} is not a finished run")
+    args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
+    epochs = int(read_best_metrics(run_dir).get("epochs_run", 0))
+    if epochs < 1 or not args.get("model"):
+        raise ValueError(f"{run_dir} has no epochs in results.csv or no model in args.yaml")
+    return (
+        Path(str(args["model"])),
+        epochs,
+        {k: args[k] for k in FINAL_FIT_SETTINGS if k in args},
+    )
 
 
 def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:

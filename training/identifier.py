@@ -156,8 +156,10 @@ class CosineClassifier:
         return _Head()
 
 
-def embed_crops(net: Any, crops: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
-    """L2-normalised embeddings of crops with a torch network (evaluation mode)."""
+def embed_crops(
+    net: Any, crops: Sequence[np.ndarray], batch: int = 32, device: str = "cpu"
+) -> np.ndarray:
+    """L2-normalised embeddings of crops with a torch network (evaluation mode) on ``device``."""
     import torch
 
     net.eval()
@@ -165,7 +167,8 @@ def embed_crops(net: Any, crops: Sequence[np.ndarray], batch: int = 32) -> np.nd
     with torch.inference_mode():
         for start in range(0, len(crops), batch):
             tensor = torch.stack([_to_tensor(c) for c in crops[start : start + batch]])
-            out.append(torch.nn.functional.normalize(net(tensor), dim=1).numpy())
+            embedding = net(tensor.to(device))
+            out.append(torch.nn.functional.normalize(embedding, dim=1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
@@ -237,6 +240,7 @@ def train_identifier(
     progress: Callable[[str], None] = logger.info,
     resume: bool = False,
     bar: bool = False,
+    device: str = "cpu",
 ) -> IdentifierRun:
     """Fine-tune the backbone on ``train`` crops, report gallery top-1, export the embedding.
 
@@ -253,10 +257,14 @@ def train_identifier(
         progress: where progress lines go.
         resume: continue from ``out/checkpoint.pt`` (written after every epoch) when it exists.
         bar: show a progress bar with an ETA over all batches of the run (on stderr).
+        device: "cpu", a CUDA index ("0") or a torch device ("cuda:0"); the crops are still
+            augmented on the CPU, and the ONNX export is made on the CPU either way.
     """
     setup_offline(home)
     import torch
 
+    if device.isdigit():  # a CUDA index, as ultralytics takes it
+        device = f"cuda:{device}"
     if threads:
         torch.set_num_threads(threads)
     else:
@@ -269,9 +277,9 @@ def train_identifier(
 
     def measure(net: Any) -> dict[str, float]:
         result: dict[str, float] = {}
-        train_emb = embed_crops(net, [c.image for c in train])
+        train_emb = embed_crops(net, [c.image for c in train], device=device)
         if val:
-            val_emb = embed_crops(net, [c.image for c in val])
+            val_emb = embed_crops(net, [c.image for c in val], device=device)
             seen = [i for i, c in enumerate(val) if c.class_name in index]
             result["val_top1_all_train_refs"] = gallery_top1(
                 train_emb,
@@ -282,8 +290,8 @@ def train_identifier(
         if held_out:
             refs, queries = few_shot_split(held_out, 5)
             if refs and queries:
-                ref_emb = embed_crops(net, [c.image for c in refs])
-                query_emb = embed_crops(net, [c.image for c in queries])
+                ref_emb = embed_crops(net, [c.image for c in refs], device=device)
+                query_emb = embed_crops(net, [c.image for c in queries], device=device)
                 result["held_out_5shot_top1"] = gallery_top1(
                     ref_emb,
                     [c.class_name for c in refs],
@@ -292,12 +300,12 @@ def train_identifier(
                 )
         return result
 
-    net = EmbeddingNet.build(pretrained=True)
+    net = EmbeddingNet.build(pretrained=True).to(device)
     report: dict[str, Any] = {"classes": classes, "n_train": len(train), "n_val": len(val)}
     checkpoint = out / "checkpoint.pt"
     saved: dict[str, Any] | None = None
     if resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
         if saved["classes"] != classes or saved["epochs"] != epochs:
             raise ValueError(
                 f"{checkpoint} was made for other classes or another schedule: start afresh"
@@ -308,7 +316,7 @@ def train_identifier(
         report["imagenet"] = measure(net)
         progress(f"ImageNet backbone: {report['imagenet']}")
 
-    head = CosineClassifier.build(1280, len(classes))
+    head = CosineClassifier.build(1280, len(classes)).to(device)
     optimizer = torch.optim.AdamW(
         [
             {"params": net.parameters(), "lr": lr},
@@ -328,7 +336,7 @@ def train_identifier(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         rng.setstate(saved["rng"])
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
         first_epoch = saved["epoch"] + 1
     batches_per_epoch = math.ceil(len(train) / batch)
     meter = _ProgressBar(epochs * batches_per_epoch, first_epoch * batches_per_epoch, bar)
@@ -347,8 +355,8 @@ def train_identifier(
             chosen = [train[i] for i in order[start : start + batch]]
             if len(chosen) < 2:
                 continue
-            images = torch.stack([_to_tensor(_augment(c.image, rng)) for c in chosen])
-            targets = torch.tensor([index[c.class_name] for c in chosen])
+            images = torch.stack([_to_tensor(_augment(c.image, rng)) for c in chosen]).to(device)
+            targets = torch.tensor([index[c.class_name] for c in chosen], device=device)
             loss = loss_fn(head(net(images)), targets)
             optimizer.zero_grad()
             loss.backward()
@@ -383,7 +391,9 @@ def train_identifier(
     report["fine_tuned"] = measure(net)
     report["epochs"] = epochs
     report["train_seconds"] = round(time.monotonic() - started, 1)
+    report["device"] = str(device)
     progress(f"fine-tuned backbone: {report['fine_tuned']}")
+    net = net.cpu()
     onnx = export_embedding(net, out / "identifier.onnx")
     torch.save(net.state_dict(), out / "identifier.pt")
     (out / "identifier-report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")

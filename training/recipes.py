@@ -34,7 +34,7 @@ from training.bundle import (
     study_scores,
 )
 from training.data import prepare_detector_dataset
-from training.detector import read_best_metrics
+from training.detector import read_best_metrics, repeat_run_settings
 from training.identifier import yolo_crops
 from vision.bundle import ModelBundle, verify_bundle, write_manifest
 from vision.datasets import LabelledDataset, read_dataset
@@ -82,10 +82,15 @@ def make_default_bundle(
     device: str = "cpu",
     reuse: bool = False,
     detector_run: str | None = None,
+    identifier_run: str = "identifier",
     final_fit: bool = False,
     command: str = "",
 ) -> dict[str, Any]:
     """Run the whole recipe; with ``reuse``, finished runs under ``paths.runs`` are kept.
+
+    ``detector_run`` and ``identifier_run`` name the runs under ``paths.runs`` (``train/NAME``
+    and ``NAME``) to train or reuse, for instance runs made on a lent GPU
+    (:mod:`training.lent_gpu`); their final fits are ``NAME-final``.
 
     With ``final_fit`` the models chosen on the held-out split are trained once more on every
     photo of ``train/`` (:func:`final_fit_models`), and those are what ``out`` ships.
@@ -118,13 +123,14 @@ def make_default_bundle(
     thali_crops = yolo_crops(list_images(paths.thali / "images"), thali_class_names(paths.thali))
 
     identifier_onnx, identifier_report = _trained_identifier(
-        paths.runs / "identifier",
+        paths.runs / identifier_run,
         train_crops,
         val_crops,
         paths=paths,
         epochs=identifier_epochs,
         foreign=thali_crops,
         reuse=reuse,
+        device=device,
     )
 
     # Thresholds: a gallery of the training split, queried by the held-out split (known dishes)
@@ -165,7 +171,7 @@ def make_default_bundle(
             "imgsz": detector_imgsz,
             "run": run_name,
             "run_args": _run_args(best.parent.parent),
-            "device": device,
+            "device": str(_run_args(best.parent.parent).get("device", device)),
             "best_epoch_metrics_on_held_out_split": detector_metrics,
         },
         identifier={
@@ -216,6 +222,7 @@ def make_default_bundle(
             crops=train_crops + val_crops,
             foreign=thali_crops,
             identifier_epochs=identifier_epochs,
+            identifier_run=f"{identifier_run}-final",
             chosen_identifier=identifier_onnx,
             chosen_identifier_report=identifier_report,
             device=device,
@@ -279,32 +286,6 @@ def make_default_bundle(
     }
 
 
-FINAL_FIT_SETTINGS = (
-    "imgsz", "batch", "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs",
-    "warmup_momentum", "warmup_bias_lr", "cos_lr", "close_mosaic", "pretrained", "box", "cls",
-    "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
-    "flipud", "fliplr", "mosaic", "mixup", "copy_paste", "freeze", "cache", "seed",
-)  # fmt: skip
-
-
-def repeat_run_settings(run_dir: Path) -> tuple[Path, int, dict[str, Any]]:
-    """How to train a finished ultralytics run again on other data: the weights (or model
-    YAML) it started from, the number of epochs it ran (a run cut by ``time`` ran fewer than it
-    was asked for), and its training settings."""
-    args_file = run_dir / "args.yaml"
-    if not args_file.exists():
-        raise FileNotFoundError(f"{args_file} is missing: {run_dir} is not a finished run")
-    args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
-    epochs = int(read_best_metrics(run_dir).get("epochs_run", 0))
-    if epochs < 1 or not args.get("model"):
-        raise ValueError(f"{run_dir} has no epochs in results.csv or no model in args.yaml")
-    return (
-        Path(str(args["model"])),
-        epochs,
-        {k: args[k] for k in FINAL_FIT_SETTINGS if k in args},
-    )
-
-
 def final_fit_models(
     paths: RecipePaths,
     *,
@@ -314,6 +295,7 @@ def final_fit_models(
     foreign: list[Any],
     identifier_epochs: int,
     chosen_identifier: Path,
+    identifier_run: str = "identifier-final",
     chosen_identifier_report: dict[str, Any],
     device: str,
     reuse: bool,
@@ -343,14 +325,18 @@ def final_fit_models(
         device=device,
         overrides={**settings, "val": False},
     )
+    # What the final run really ran (a run made side by side on a lent GPU, with a time budget
+    # of its own, can differ from the chosen run's epochs).
+    ran = int(read_best_metrics(paths.runs / "train" / name).get("epochs_run", epochs))
     identifier_onnx, report = _trained_identifier(
-        paths.runs / "identifier-final",
+        paths.runs / identifier_run,
         crops,
         [],
         paths=paths,
         epochs=identifier_epochs,
         foreign=foreign,
         reuse=reuse,
+        device=device,
     )
     keep, why = keep_final_identifier(chosen_identifier_report, report)
     logger.info("final identifier %s: %s", "kept" if keep else "not kept", why)
@@ -361,7 +347,8 @@ def final_fit_models(
         "detector": {
             "run": name,
             "started_from": str(start),
-            "epochs": epochs,
+            "epochs": ran,
+            "epochs_of_chosen_run": epochs,
             "weights": "last.pt",
             "photos": "train/ and held-out",
         },
@@ -398,6 +385,7 @@ def _trained_identifier(
     epochs: int,
     foreign: list[Any],
     reuse: bool,
+    device: str = "cpu",
 ) -> tuple[Path, dict[str, Any]]:
     """The identifier ONNX and report under ``out``, training it first unless ``reuse`` finds
     them there."""
@@ -406,7 +394,9 @@ def _trained_identifier(
     onnx = out / "identifier.onnx"
     report_file = out / "identifier-report.json"
     if not (reuse and onnx.exists() and report_file.exists()):
-        train_identifier(train, val, out, home=paths.home, epochs=epochs, held_out=foreign)
+        train_identifier(
+            train, val, out, home=paths.home, epochs=epochs, held_out=foreign, device=device
+        )
     return onnx, json.loads(report_file.read_text(encoding="utf-8"))
 
 
@@ -461,7 +451,7 @@ def _run_args(run_dir: Path) -> dict[str, Any]:
     if not args_file.exists():
         return {}
     args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
-    keep = ("model", "epochs", "time", "imgsz", "batch", "optimizer", "lr0", "pretrained")
+    keep = ("model", "epochs", "time", "imgsz", "batch", "optimizer", "lr0", "pretrained", "device")
     return {k: args[k] for k in keep if k in args}
 
 

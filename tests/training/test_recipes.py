@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.recipes import keep_final_identifier, repeat_run_settings
+from training.detector import repeat_run_settings
+from training.recipes import keep_final_identifier
 
 
 def finished_run(folder: Path, rows: int) -> Path:
