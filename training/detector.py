@@ -328,6 +328,16 @@ def repeat_run_settings(run_dir: Path) -> tuple[Path, int, dict[str, Any]]:
     )
 
 
+def final_fit_yaml(data_yaml: Path) -> Path:
+    """``final.yaml`` beside a dataset YAML: the same data set with its validation photos
+    added to training, for a final fit on every photo."""
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    everything = dict(data, train=[data["train"], data["val"]])
+    final = data_yaml.with_name("final.yaml")
+    final.write_text(yaml.safe_dump(everything, allow_unicode=True), encoding="utf-8")
+    return final
+
+
 def export_detector(weights: Path, *, imgsz: int, home: Path) -> Path:
     """Export detector weights to ONNX (static 1x3xSxS input, no NMS: we do NMS in numpy)."""
     setup_offline(home)

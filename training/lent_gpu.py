@@ -78,7 +78,7 @@ def pack(stage: Path, shared: Path, runs: Path, home: Path) -> Path:
     for part in ("train", "val"):
         shutil.copytree(split_dir / part / "labels", stage / "vn-dish" / part / "labels",
                         ignore=shutil.ignore_patterns("*.cache"))  # fmt: skip
-    target = _mkdir(stage / "home" / ".cache" / "trayscan" / "torch" / "hub" / "checkpoints")
+    target = _mkdir(project_cache(stage / "home") / "torch" / "hub" / "checkpoints")
     shutil.copy2(weights, target / MOBILENET_V2_FILE)
     return stage
 
@@ -101,14 +101,13 @@ def detector_data(stage: Path, work: Path) -> tuple[Path, Path]:
         labels = root / part / "labels"
         if not labels.exists():
             shutil.copytree(stage / "vn-dish" / part / "labels", labels)
-    base = {"path": str(root.resolve()), "names": ["dish"], "nc": 1, "val": "val/images"}
+    from training.detector import final_fit_yaml
+
     selection = root / "dataset.yaml"
-    selection.write_text(yaml.safe_dump({**base, "train": "train/images"}), encoding="utf-8")
-    final = root / "final.yaml"
-    final.write_text(
-        yaml.safe_dump({**base, "train": ["train/images", "val/images"]}), encoding="utf-8"
-    )
-    return selection, final
+    data = {"path": str(root.resolve()), "names": ["dish"], "nc": 1}
+    data.update(train="train/images", val="val/images")
+    selection.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return selection, final_fit_yaml(selection)
 
 
 def identifier_crops(stage: Path) -> tuple[list[Any], list[Any]]:
@@ -246,15 +245,14 @@ def train(
     selection_yaml, final_yaml = detector_data(stage, work)
     jobs = Jobs(work)
     common = {"stage": str(stage.resolve()), "work": str(work), "device": device}
-    # The selection runs get 42% of the time, the final fit the same epochs in what remains.
-    selection_hours = seconds * 0.42 / 3600
     runs = len(sizes) * (2 if side_by_side else 1)
     gpu_overrides = {"close_mosaic": 10, **(overrides or {}), "amp": False}
     gpu_overrides["workers"] = max(2, (14 if identifier_epochs else 12) // runs)
-    if side_by_side:
-        # A run spends about 30 s building its model and caching images before its clock
-        # starts, and validates once after it stops.
-        selection_hours = max(30.0, (seconds - 60) * 0.9) / 3600
+    # One after the other, the selection runs get 42% of the time and the final fit the same
+    # epochs in what remains. Side by side, each gets nearly all of it: a run spends about 30 s
+    # building its model and caching images before its clock starts, and validates once after.
+    selection_seconds = max(30.0, (seconds - 60) * 0.9) if side_by_side else seconds * 0.42
+    selection_hours = selection_seconds / 3600
     for size in sizes:
         detector = {**common, "kind": "detector", "model": str(model), "imgsz": size,
                     "epochs": 400, "hours": selection_hours, "batch": 16}  # fmt: skip

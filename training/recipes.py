@@ -34,7 +34,7 @@ from training.bundle import (
     study_scores,
 )
 from training.data import prepare_detector_dataset
-from training.detector import read_best_metrics, repeat_run_settings
+from training.detector import final_fit_yaml, read_best_metrics, repeat_run_settings
 from training.identifier import yolo_crops
 from vision.bundle import ModelBundle, verify_bundle, write_manifest
 from vision.datasets import LabelledDataset, read_dataset
@@ -114,6 +114,7 @@ def make_default_bundle(
         device=device,
     )
     detector_metrics = read_best_metrics(best.parent.parent)
+    detector_args = _run_args(best.parent.parent)
 
     names = read_class_names(paths.vn / "dataset.yaml")
     train_images = [paths.vn / "train" / "images" / n for n in split["train"]]
@@ -170,8 +171,8 @@ def make_default_bundle(
             "architecture": "ImageNet MobileNetV2 backbone + YOLO11n neck/head, 1 class",
             "imgsz": detector_imgsz,
             "run": run_name,
-            "run_args": _run_args(best.parent.parent),
-            "device": str(_run_args(best.parent.parent).get("device", device)),
+            "run_args": detector_args,
+            "device": str(detector_args.get("device", device)),
             "best_epoch_metrics_on_held_out_split": detector_metrics,
         },
         identifier={
@@ -307,10 +308,7 @@ def final_fit_models(
     start, epochs, settings = repeat_run_settings(detector_run)
     # Runs are started from the project home; the card keeps the path as the run wrote it.
     start_weights = start if start.is_absolute() else paths.home / start
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    everything = dict(data, train=[data["train"], data["val"]])
-    final_yaml = data_yaml.with_name("final.yaml")
-    final_yaml.write_text(yaml.safe_dump(everything, allow_unicode=True), encoding="utf-8")
+    final_yaml = final_fit_yaml(data_yaml)
     name = f"{detector_run.name}-final"
     # Validation would score photos it trains on; ultralytics still scores the last epoch.
     detector_onnx = _trained_detector(
