@@ -176,6 +176,9 @@ def evaluate(
         wrong), ``tray_exact`` (trays with every dish found and named right and no extra box),
         ``tray_exact_by_dishes`` (the same for the trays holding 1, 2, 3-4 and 5 or more dishes,
         with how many trays each group has; trays with no labelled dish are in no group),
+        ``tray_exact_by_labelling`` (the same for the trays that label each dish once and for
+        those that label some dish more than once, piece by piece: a detector that finds the
+        dish as one region fails the latter whatever it names),
         ``tray_failures`` (how many trays missed a dish, held an extra box, or named a found
         dish wrong; one tray can count in several),
         ``unknown_rate`` and ``unsure_rate`` (of predicted dishes), ``confused_pairs`` (the 10
@@ -196,6 +199,7 @@ def evaluate(
     named_count: Counter[str] = Counter()  # predictions naming each dish
     right_count: Counter[str] = Counter()  # matched predictions naming the true dish
     by_size = {group: [0, 0] for group in SIZE_GROUPS}  # trays, exact trays
+    by_labelling = {group: [0, 0] for group in LABELLING_GROUPS}
     failures = {"missed_dish": 0, "extra_box": 0, "misnamed": 0}
 
     for pred, truth in zip(preds, truths, strict=True):
@@ -216,6 +220,9 @@ def evaluate(
             size = _size_group(len(truth))
             by_size[size][0] += 1
             by_size[size][1] += exact
+            labelling = "once" if len(set(truth.dish_ids)) == len(truth) else "repeated"
+            by_labelling[labelling][0] += 1
+            by_labelling[labelling][1] += exact
         if len(pairs) < len(truth):
             failures["missed_dish"] += 1
         if len(pred) > len(pairs):
@@ -254,6 +261,10 @@ def evaluate(
             group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
             for group, (trays, exact) in by_size.items()
         },
+        "tray_exact_by_labelling": {
+            group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
+            for group, (trays, exact) in by_labelling.items()
+        },
         "tray_failures": failures,
         "unknown_rate": _ratio(n_unknown, n_predicted),
         "unsure_rate": _ratio(n_unsure, n_predicted),
@@ -273,6 +284,9 @@ def evaluate(
 
 SIZE_GROUPS = ("1", "2", "3-4", "5+")
 """Trays grouped by how many dishes they hold, for ``tray_exact_by_dishes``."""
+
+LABELLING_GROUPS = ("once", "repeated")
+"""Trays that label each dish once, and those that label some dish more than once."""
 
 
 def _size_group(n_dishes: int) -> str:

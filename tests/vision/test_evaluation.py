@@ -204,11 +204,32 @@ def test_failed_trays_are_told_apart_by_why_and_by_size() -> None:
     assert report["tray_failures"] == {"missed_dish": 2, "extra_box": 1, "misnamed": 1}
 
 
+def test_trays_labelling_a_dish_piece_by_piece_are_told_apart() -> None:
+    left_half, right_half = (0.0, 0.0, 40.0, 80.0), (60.0, 0.0, 100.0, 80.0)
+    pieces = truth((left_half, "pork"), (right_half, "pork"), (SOUP, "soup"))
+    truths = [full_tray(), full_tray(), pieces, pieces]
+    preds = [
+        pred((RICE, "rice"), (PORK, "pork"), (SOUP, "soup")),  # exact
+        pred((RICE, "rice"), (PORK, "rice"), (SOUP, "soup")),  # misnamed
+        pred((left_half, "pork"), (right_half, "pork"), (SOUP, "soup")),  # found piece by piece
+        pred(((0.0, 0.0, 100.0, 80.0), "pork"), (SOUP, "soup")),  # the pork as one region
+    ]
+
+    report = evaluate(preds, truths)
+
+    assert report["tray_exact"] == 0.5
+    assert report["tray_exact_by_labelling"] == {
+        "once": {"trays": 2, "tray_exact": 0.5},
+        "repeated": {"trays": 2, "tray_exact": 0.5},
+    }
+
+
 def test_a_tray_with_no_labelled_dish_is_not_counted_as_a_one_dish_tray() -> None:
     report = evaluate([pred(), pred((RICE, "rice"))], [truth(), truth((RICE, "rice"))])
 
     assert report["tray_exact"] == 1.0
     assert report["tray_exact_by_dishes"]["1"] == {"trays": 1, "tray_exact": 1.0}
+    assert report["tray_exact_by_labelling"]["once"] == {"trays": 1, "tray_exact": 1.0}
 
 
 def test_tray_times_are_reported_as_percentiles() -> None:
