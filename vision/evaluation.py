@@ -257,14 +257,8 @@ def evaluate(
         "dish_recall": _ratio(n_matched, n_dishes),
         "dish_top1": _ratio(n_correct, n_matched),
         "tray_exact": _ratio(n_exact, len(truths)),
-        "tray_exact_by_dishes": {
-            group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
-            for group, (trays, exact) in by_size.items()
-        },
-        "tray_exact_by_labelling": {
-            group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
-            for group, (trays, exact) in by_labelling.items()
-        },
+        "tray_exact_by_dishes": _exact_by_group(by_size),
+        "tray_exact_by_labelling": _exact_by_group(by_labelling),
         "tray_failures": failures,
         "unknown_rate": _ratio(n_unknown, n_predicted),
         "unsure_rate": _ratio(n_unsure, n_predicted),
@@ -287,6 +281,14 @@ SIZE_GROUPS = ("1", "2", "3-4", "5+")
 
 LABELLING_GROUPS = ("once", "repeated")
 """Trays that label each dish once, and those that label some dish more than once."""
+
+
+def _exact_by_group(counts: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    """``{group: {"trays", "tray_exact"}}`` from ``{group: [trays, exact trays]}``."""
+    return {
+        group: {"trays": trays, "tray_exact": _ratio(exact, trays)}
+        for group, (trays, exact) in counts.items()
+    }
 
 
 def _size_group(n_dishes: int) -> str:
